@@ -1,0 +1,1 @@
+"""COSNet in JAX/Flax: OCTA vessel segmentation with global contrastive learning."""

@@ -1,0 +1,17 @@
+"""Top-k over the last axis that stays a partial top-k on XLA:CPU."""
+from typing import Tuple
+
+import jax
+
+
+def top_k_last_axis(x: jax.Array, k: int) -> Tuple[jax.Array, jax.Array]:
+  """`jax.lax.top_k(x, k)`: values and indices [..., k] of the k largest.
+
+  top_k lowers to sort + slice, which XLA turns back into a partial top-k
+  only while the slice stays a plain [..., :k]. Slicing the result further or
+  using only the indices lets XLA fuse the slices and keeps a FULL sort
+  (measured ~50x slower on CPU for [32, 102400], k=200). The optimization
+  barrier keeps the pattern intact.
+  """
+  values, indices = jax.lax.top_k(x, k)
+  return jax.lax.optimization_barrier((values, indices))

@@ -1,0 +1,336 @@
+"""Finding and pairing the files of each supported dataset layout on disk.
+
+Each ``scan_*`` function returns ``{split: [ExampleFiles, ...]}`` (sorted by id,
+natural order) or raises a DataError subclass naming the folder / file:
+  * DatasetNotFoundError: the expected folder is missing or holds no image;
+  * PairingError: an image without a label, a label without an image, or two
+    files with the same id in one folder.
+Decoding (and the label / size checks) happens later, in the TFDS builders.
+"""
+import dataclasses
+import os
+import re
+from typing import Optional
+
+from cosnet_jax.data.errors import DatasetNotFoundError, PairingError
+
+IMAGE_EXTENSIONS = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
+# A label file may be named like its image, or with one of these suffixes.
+LABEL_SUFFIXES = ('', '_gt', '_label', '_mask', '_manual', '_manual1')
+
+OCTA500_INSTRUCTIONS = """\
+OCTA-500 (Li et al., Medical Image Analysis 2024) is released for research use at
+https://ieee-dataport.org/open-access/octa-500 . Download and unzip it, then set
+config.data.root to the folder that holds OCTA_3M/ and/or OCTA_6M/ (the original
+release layout):
+  OCTA_3M/ProjectionMaps/OCTA(ILM_OPL)/10301.bmp   (also 'Projection Maps/')
+  OCTA_3M/GT_LargeVessel/10301.bmp                  (also 'Label/GT_LargeVessel/')
+A flat copy {train,val,test}/{image,label}/<id>.bmp (one projection, one label)
+is accepted too. Splits follow the official subject ids (6M: train 10001-10180,
+val 10181-10200, test 10201-10300; 3M: train 10301-10440, val 10441-10450,
+test 10451-10500)."""
+
+ROSE_INSTRUCTIONS = """\
+ROSE (Ma et al., IEEE TMI 2021) is released on request for research use:
+https://imed.nimte.ac.cn/dataofrose.html . Unpack it so that config.data.root
+holds ROSE-1/ and/or ROSE-2/ (or points at ROSE-1/ or ROSE-2/ itself):
+  ROSE-1/{SVC,DVC,SVC_DVC}/{train,test}/{img,gt}/   (SVC also thick_gt/, thin_gt/)
+  ROSE-2/{train,test}/{original,gt}/
+Images and labels are paired by file name (stem)."""
+
+ROSSA_INSTRUCTIONS = """\
+ROSSA (Ning et al., ICASSP 2024; MIT licence) is distributed with OCTA-FRNet:
+https://github.com/nhjydywd/OCTA-FRNet . Set config.data.root to the folder
+holding {train_manual,train_sam,val,test}/{image,label}/<n>.png (splits that
+are absent are skipped)."""
+
+FOLDER_INSTRUCTIONS = """\
+octa_folder reads any folder laid out as {split}/{image,label}/<id>.<ext>
+(optional {split}/thick/ and {split}/thin/ for two-branch labels); set
+config.data.root to it. Images and labels are paired by file name (stem)."""
+
+OCTA500_SPLITS = {
+    '6m': {'train': (10001, 10180), 'val': (10181, 10200), 'test': (10201, 10300)},
+    '3m': {'train': (10301, 10440), 'val': (10441, 10450), 'test': (10451, 10500)},
+}
+OCTA500_PROJECTIONS = ('OCTA(FULL)', 'OCTA(ILM_OPL)', 'OCTA(OPL_BM)',
+                       'OCT(FULL)', 'OCT(ILM_OPL)', 'OCT(OPL_BM)')
+OCTA500_LABELS = ('GT_LargeVessel', 'GT_Capillary', 'GT_Artery', 'GT_Vein', 'GT_FAZ')
+
+ROSE_VAL_EVERY = 10  # ROSE val = every 10th official-train image (sorted ids).
+
+
+@dataclasses.dataclass(frozen=True)
+class ExampleFiles:
+  """Files of one example; thick / thin are None where the dataset has one label."""
+  id: str
+  image: str
+  mask: str
+  thick: Optional[str] = None
+  thin: Optional[str] = None
+
+
+def natural_key(s: str):
+  """Sort key that orders '2' before '10'."""
+  return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', s)]
+
+
+def _missing(folder: str, what: str, instructions: str) -> DatasetNotFoundError:
+  return DatasetNotFoundError(
+      f'Expected {what} at {folder!r}, but it does not exist or holds no image '
+      f'({", ".join(IMAGE_EXTENSIONS)}).\n{instructions}')
+
+
+def list_images(folder: str, instructions: str = '', what: str = 'an image folder'
+                ) -> dict[str, str]:
+  """{stem: path} of the image files in ``folder`` (not recursive).
+
+  Raises:
+    DatasetNotFoundError: if the folder is missing or holds no image file.
+    PairingError: if two files share a stem (e.g. 'a.png' and 'a.tif').
+  """
+  if not os.path.isdir(folder):
+    raise _missing(folder, what, instructions)
+  out = {}
+  for name in os.listdir(folder):
+    stem, ext = os.path.splitext(name)
+    if ext.lower() not in IMAGE_EXTENSIONS or name.startswith('.'):
+      continue
+    path = os.path.join(folder, name)
+    if stem in out:
+      raise PairingError(f'Two files with the same id {stem!r}: {out[stem]} and {path}')
+    out[stem] = path
+  if not out:
+    raise _missing(folder, what, instructions)
+  return out
+
+
+def _match_label(stem: str, labels: dict[str, str]) -> Optional[str]:
+  for suffix in LABEL_SUFFIXES:
+    if stem + suffix in labels:
+      return stem + suffix
+  return None
+
+
+def pair_by_stem(image_dir: str, label_dirs: dict[str, str], instructions: str = ''
+                 ) -> list[ExampleFiles]:
+  """Pairs images with labels by file stem.
+
+  Args:
+    image_dir: folder of images.
+    label_dirs: {'mask': dir, optional 'thick': dir, 'thin': dir}.
+    instructions: appended to "folder missing" errors.
+
+  Returns:
+    [ExampleFiles] sorted by id (natural order).
+
+  Raises:
+    PairingError: naming every image without a label and every label without
+      an image (up to 10 of each).
+  """
+  images = list_images(image_dir, instructions, 'the image folder')
+  found = {k: list_images(d, instructions, f'the {k} label folder')
+           for k, d in label_dirs.items()}
+  problems = []
+  pairs = {}
+  used = {k: set() for k in found}
+  for stem, path in images.items():
+    entry = {}
+    for k, labels in found.items():
+      key = _match_label(stem, labels)
+      if key is None:
+        problems.append(f'image without {k} label: {path} (no {stem}.* in '
+                        f'{label_dirs[k]})')
+      else:
+        entry[k] = labels[key]
+        used[k].add(key)
+    pairs[stem] = entry
+  for k, labels in found.items():
+    for key in sorted(set(labels) - used[k], key=natural_key):
+      problems.append(f'{k} label without image: {labels[key]} (no {key}.* in '
+                      f'{image_dir})')
+  if problems:
+    shown = '\n  '.join(problems[:20])
+    more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
+    raise PairingError(f'Unpaired files ({len(problems)}):\n  {shown}{more}')
+  return [ExampleFiles(id=stem, image=images[stem], mask=pairs[stem]['mask'],
+                       thick=pairs[stem].get('thick'), thin=pairs[stem].get('thin'))
+          for stem in sorted(images, key=natural_key)]
+
+
+def _require_root(root: str, instructions: str) -> str:
+  if not root:
+    raise DatasetNotFoundError(
+        'config.data.root is empty: set it to the downloaded dataset folder.\n'
+        + instructions)
+  root = os.path.abspath(os.path.expanduser(root))
+  if not os.path.isdir(root):
+    raise DatasetNotFoundError(
+        f'Dataset folder {root!r} (config.data.root) does not exist.\n{instructions}')
+  if not os.listdir(root):
+    raise DatasetNotFoundError(
+        f'Dataset folder {root!r} (config.data.root) is empty.\n{instructions}')
+  return root
+
+
+def scan_flat(root: str, splits: Optional[tuple[str, ...]] = None,
+              instructions: str = FOLDER_INSTRUCTIONS, optional_splits: bool = True
+              ) -> dict[str, list[ExampleFiles]]:
+  """Flat layout ``{split}/{image,label}[/thick,/thin]``.
+
+  Args:
+    root: dataset folder.
+    splits: split folder names to read; None = every sub-folder that has an
+      'image' folder.
+    optional_splits: if False, every listed split must exist.
+  """
+  root = _require_root(root, instructions)
+  if splits is None:
+    names = sorted(d for d in os.listdir(root)
+                   if os.path.isdir(os.path.join(root, d, 'image')))
+  else:
+    names = [s for s in splits if not optional_splits
+             or os.path.isdir(os.path.join(root, s))]
+  if not names:
+    want = '{' + ','.join(splits) + '}' if splits else '{split}'
+    raise DatasetNotFoundError(
+        f'No split folder {want}/image found in {root!r}.\n{instructions}')
+  out = {}
+  for split in names:
+    base = os.path.join(root, split)
+    dirs = {'mask': os.path.join(base, 'label')}
+    if os.path.isdir(os.path.join(base, 'thick')) or os.path.isdir(os.path.join(base, 'thin')):
+      dirs['thick'] = os.path.join(base, 'thick')
+      dirs['thin'] = os.path.join(base, 'thin')
+    out[split] = pair_by_stem(os.path.join(base, 'image'), dirs, instructions)
+  return out
+
+
+def _first_dir(*candidates: str) -> Optional[str]:
+  for c in candidates:
+    if os.path.isdir(c):
+      return c
+  return None
+
+
+def scan_octa500(root: str, fov: str, projection: str, label: str
+                 ) -> dict[str, list[ExampleFiles]]:
+  """OCTA-500 in the original release layout, or the flat layout.
+
+  Args:
+    root: folder holding OCTA_3M/ / OCTA_6M/, or OCTA_xM itself, or a flat
+      ``{train,val,test}/{image,label}`` copy.
+    fov: '3m' or '6m'.
+    projection: e.g. 'OCTA(ILM_OPL)'.
+    label: e.g. 'GT_LargeVessel'.
+
+  Returns:
+    {split: [...]} with the official subject-id splits (official layout) or
+    the split folders as they are (flat layout); empty splits are left out.
+  """
+  root = _require_root(root, OCTA500_INSTRUCTIONS)
+  if os.path.isdir(os.path.join(root, 'train', 'image')):
+    return scan_flat(root, ('train', 'val', 'test'), OCTA500_INSTRUCTIONS)
+  sub = f'OCTA_{fov.upper()}'
+  base = os.path.join(root, sub)
+  if not os.path.isdir(base) and os.path.basename(os.path.normpath(root)) == sub:
+    base = root
+  if not os.path.isdir(base):
+    raise DatasetNotFoundError(
+        f'Expected the OCTA-500 folder {base!r} ({sub} of the original release) '
+        f'or a flat train/image folder in {root!r}.\n{OCTA500_INSTRUCTIONS}')
+  proj_dir = _first_dir(os.path.join(base, 'ProjectionMaps', projection),
+                        os.path.join(base, 'Projection Maps', projection))
+  if proj_dir is None:
+    proj_dir = os.path.join(base, 'ProjectionMaps', projection)
+  label_dir = _first_dir(os.path.join(base, label), os.path.join(base, 'Label', label),
+                         os.path.join(base, 'GroundTruth', label))
+  if label_dir is None:
+    label_dir = os.path.join(base, label)
+  files = pair_by_stem(proj_dir, {'mask': label_dir}, OCTA500_INSTRUCTIONS)
+  out = {}
+  ranges = OCTA500_SPLITS[fov.lower()]
+  unknown = []
+  for ex in files:
+    sid = int(ex.id) if ex.id.isdigit() else None
+    split = None
+    for name, (lo, hi) in ranges.items():
+      if sid is not None and lo <= sid <= hi:
+        split = name
+    if split is None:
+      unknown.append(ex.image)
+    else:
+      out.setdefault(split, []).append(ex)
+  if unknown:
+    raise PairingError(
+        f'OCTA-500 {fov.upper()} files whose name is not a subject id of that '
+        f'field of view ({ranges["train"][0]}-{ranges["test"][1]}): '
+        + ', '.join(unknown[:10]))
+  return {s: out[s] for s in ('train', 'val', 'test') if s in out}
+
+
+def holdout_val(train: list[ExampleFiles], every: int = ROSE_VAL_EVERY
+                ) -> tuple[list[ExampleFiles], list[ExampleFiles]]:
+  """Deterministic hold-out: sorted position i goes to val iff i % every == every - 1."""
+  ordered = sorted(train, key=lambda e: natural_key(e.id))
+  tr = [e for i, e in enumerate(ordered) if i % every != every - 1]
+  va = [e for i, e in enumerate(ordered) if i % every == every - 1]
+  return tr, va
+
+
+def _rose_dir(root: str, name: str, marker: str) -> str:
+  """root/name if present, else root itself when it looks like ``name``."""
+  cand = os.path.join(root, name)
+  if os.path.isdir(cand):
+    return cand
+  if os.path.isdir(os.path.join(root, marker)):
+    return root
+  raise DatasetNotFoundError(
+      f'Expected the {name} folder at {cand!r} (config.data.root={root!r}).\n'
+      + ROSE_INSTRUCTIONS)
+
+
+def scan_rose1(root: str, layer: str) -> dict[str, list[ExampleFiles]]:
+  """ROSE-1, one layer: 'svc', 'dvc' or 'svc_dvc'.
+
+  svc: image SVC/img, mask SVC/gt, thick SVC/thick_gt, thin SVC/thin_gt.
+  dvc: image DVC/img, mask DVC/gt (one label).
+  svc_dvc: image SVC_DVC/img (.png), mask SVC_DVC/gt (.tif), thick / thin from
+    SVC/{thick_gt,thin_gt} (what COSNet's released code trains with).
+  Splits: 'train' / 'val' (hold-out of the official train, see holdout_val)
+  and 'test' (official test, never used for model selection).
+  """
+  root = _require_root(root, ROSE_INSTRUCTIONS)
+  base = _rose_dir(root, 'ROSE-1', 'SVC')
+  sub = {'svc': 'SVC', 'dvc': 'DVC', 'svc_dvc': 'SVC_DVC'}[layer]
+  out = {}
+  for split in ('train', 'test'):
+    d = os.path.join(base, sub, split)
+    dirs = {'mask': os.path.join(d, 'gt')}
+    if layer in ('svc', 'svc_dvc'):
+      svc = os.path.join(base, 'SVC', split)
+      dirs['thick'] = os.path.join(svc, 'thick_gt')
+      dirs['thin'] = os.path.join(svc, 'thin_gt')
+    out[split] = pair_by_stem(os.path.join(d, 'img'), dirs, ROSE_INSTRUCTIONS)
+  out['train'], out['val'] = holdout_val(out['train'])
+  return {s: out[s] for s in ('train', 'val', 'test')}
+
+
+def scan_rose2(root: str) -> dict[str, list[ExampleFiles]]:
+  """ROSE-2: ROSE-2/{train,test}/{original,gt}; val = hold-out of train."""
+  root = _require_root(root, ROSE_INSTRUCTIONS)
+  base = _rose_dir(root, 'ROSE-2', 'train')
+  out = {split: pair_by_stem(os.path.join(base, split, 'original'),
+                             {'mask': os.path.join(base, split, 'gt')}, ROSE_INSTRUCTIONS)
+         for split in ('train', 'test')}
+  out['train'], out['val'] = holdout_val(out['train'])
+  return {s: out[s] for s in ('train', 'val', 'test')}
+
+
+def scan_rossa(root: str) -> dict[str, list[ExampleFiles]]:
+  """ROSSA: {train_manual,train_sam,val,test}/{image,label}; absent splits skipped."""
+  root = _require_root(root, ROSSA_INSTRUCTIONS)
+  if not os.path.isdir(os.path.join(root, 'train_manual')) and os.path.isdir(
+      os.path.join(root, 'ROSSA')):
+    root = os.path.join(root, 'ROSSA')
+  return scan_flat(root, ('train_manual', 'train_sam', 'val', 'test'), ROSSA_INSTRUCTIONS)

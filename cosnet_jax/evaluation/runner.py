@@ -1,0 +1,73 @@
+"""Runs a jitted, data-parallel prediction step over a whole dataset split.
+
+Every process reads the (small) evaluation split in full and feeds its own
+rows of each global batch; the sharded outputs are gathered back so every
+process holds all predictions (cropped to each image's original size).
+"""
+
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from cosnet_jax import data as data_lib
+from cosnet_jax.evaluation import metrics as metrics_lib
+from cosnet_jax.train.steps import shard_batch
+
+
+def eval_batch_size(requested: int) -> int:
+  """Rounds a requested eval batch up to a multiple of the device count."""
+  n = jax.device_count()
+  return max(n, -(-requested // n) * n)
+
+
+def predict_split(step: Callable, data_cfg, split: str, mesh, *,
+                  batch_size: int, outputs: tuple[str, ...]) -> list[dict]:
+  """Predicts every image of a split.
+
+  Args:
+    step: jitted fn(global_batch) -> dict of sharded [B, H, W, 1] maps.
+    data_cfg: config.data.
+    split: split name.
+    mesh: the ('data',) mesh the step runs on.
+    batch_size: global batch (multiple of the device count).
+    outputs: names of the maps to keep.
+  Returns:
+    One dict per real image: `id`, `image`, `mask` [h, w] float32, and each
+    requested output [h, w] float32, cropped to the original size.
+  """
+  pc, pi = jax.process_count(), jax.process_index()
+  local = batch_size // pc
+  results = []
+  for batch in data_lib.make_eval_batches(data_cfg, split, batch_size=batch_size,
+                                          process_index=0, process_count=1):
+    mine = {k: np.asarray(batch[k][pi * local:(pi + 1) * local])
+            for k in ('image', 'valid')}
+    out = step(shard_batch(mine, mesh))
+    if pc > 1:
+      out = {k: multihost_utils.process_allgather(out[k], tiled=True) for k in outputs}
+    out = {k: np.asarray(jax.device_get(out[k]), np.float32) for k in outputs}
+    for i, image_id in enumerate(batch['id']):
+      if not image_id:  # dummy filler example
+        continue
+      h, w = int(batch['height'][i]), int(batch['width'][i])
+      item = {'id': str(image_id),
+              'image': np.asarray(batch['image'][i, :h, :w, 0], np.float32),
+              'mask': np.asarray(batch['mask'][i, :h, :w, 0], np.float32)}
+      for k in outputs:
+        item[k] = out[k][i, :h, :w, 0]
+      results.append(item)
+  return results
+
+
+def score(results: list[dict], output: str, *, threshold='otsu',
+          tolerance: int = 0) -> list[dict]:
+  """Per-image metrics of one output map against the mask."""
+  return [dict(id=r['id'], **metrics_lib.image_metrics(
+      r[output], r['mask'], None, threshold=threshold, tolerance=tolerance))
+          for r in results]
+
+
+def mean_metric(per_image: list[dict], name: str) -> float:
+  return float(np.mean([m[name] for m in per_image])) if per_image else float('nan')

@@ -1,0 +1,102 @@
+"""ResNeSt encoder (ResNeSt-50 layout: deep stem, avg-down, avd after split attention).
+
+Submodule names mirror the official PyTorch state dict ("conv1.0" ->
+`conv1_0`, "layer2.0.downsample.1" -> `layer2_0/downsample_1`) so that
+`pretrained.py` can map keys mechanically.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cosnet_jax.models.conv_bn import batch_norm, conv
+from cosnet_jax.models.splat import SplitAttentionConv
+
+EXPANSION = 4
+
+
+def _avg_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
+  """AvgPool2d(3, stride, padding=1), zero padding counted (PyTorch default)."""
+  return nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
+                     count_include_pad=True)
+
+
+class Bottleneck(nn.Module):
+  """ResNeSt bottleneck: x [B, H, W, C_in] -> [B, H/stride, W/stride, 4*width].
+
+  conv1 1x1 -> bn1 -> ReLU -> conv2 (split attention 3x3, radix, cardinality 1)
+  -> AvgPool 3x3/stride if stride > 1 -> conv3 1x1 -> bn3; shortcut
+  AvgPool(stride) -> downsample_1 1x1 -> downsample_2 BN when the shape changes;
+  ReLU(sum).
+  """
+  width: int
+  stride: int = 1
+  radix: int = 2
+  dtype: Any = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    bn = lambda name: batch_norm(train, axis_name=self.axis_name, dtype=self.dtype,
+                                 name=name)
+    out_ch = self.width * EXPANSION
+    y = conv(self.width, 1, dtype=self.dtype, name='conv1')(x)
+    y = nn.relu(bn('bn1')(y))
+    y = SplitAttentionConv(self.width, 3, radix=self.radix, cardinality=1,
+                           use_bias=False, dtype=self.dtype, axis_name=self.axis_name,
+                           name='conv2')(y, train)
+    if self.stride > 1:
+      y = _avg_pool_3x3(y, self.stride)
+    y = conv(out_ch, 1, dtype=self.dtype, name='conv3')(y)
+    y = bn('bn3')(y)
+    shortcut = x
+    if self.stride != 1 or x.shape[-1] != out_ch:
+      if self.stride > 1:
+        shortcut = nn.avg_pool(shortcut, (self.stride, self.stride),
+                               strides=(self.stride, self.stride))
+      shortcut = conv(out_ch, 1, dtype=self.dtype, name='downsample_1')(shortcut)
+      shortcut = bn('downsample_2')(shortcut)
+    return nn.relu(y + shortcut.astype(y.dtype))
+
+
+class ResNeStEncoder(nn.Module):
+  """image [B, H, W, 3] -> (x0, x2, x3, x4, x5).
+
+  x0: [B, H/2,  W/2,  2*stem_width]     stem (conv1_0..conv1_6, bn1, ReLU)
+  x2: [B, H/4,  W/4,  4*stage_widths[0]] layer1 (after 3x3/2 max pool)
+  x3: [B, H/8,  W/8,  4*stage_widths[1]] layer2
+  x4: [B, H/16, W/16, 4*stage_widths[2]] layer3
+  x5: [B, H/32, W/32, 4*stage_widths[3]] layer4
+  """
+  stem_width: int = 32
+  stage_widths: Sequence[int] = (64, 128, 256, 512)
+  stage_blocks: Sequence[int] = (3, 4, 6, 3)
+  radix: int = 2
+  dtype: Any = jnp.float32
+  axis_name: str | None = None
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    bn = lambda name: batch_norm(train, axis_name=self.axis_name, dtype=self.dtype,
+                                 name=name)
+    sw = self.stem_width
+    x = conv(sw, 3, stride=2, dtype=self.dtype, name='conv1_0')(x)
+    x = nn.relu(bn('conv1_1')(x))
+    x = conv(sw, 3, dtype=self.dtype, name='conv1_3')(x)
+    x = nn.relu(bn('conv1_4')(x))
+    x = conv(2 * sw, 3, dtype=self.dtype, name='conv1_6')(x)
+    x0 = nn.relu(bn('bn1')(x))
+    x = nn.max_pool(x0, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    block_cls = nn.remat(Bottleneck, static_argnums=(2,)) if self.remat else Bottleneck
+    feats = [x0]
+    for s, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks)):
+      for i in range(blocks):
+        stride = 2 if (s > 0 and i == 0) else 1
+        x = block_cls(width, stride, self.radix, self.dtype, self.axis_name,
+                      name=f'layer{s + 1}_{i}')(x, train)
+      feats.append(x)
+    return tuple(feats)
