@@ -47,6 +47,9 @@ def main(argv):
     logging.error('%s', e)
     print(f'error: {e}', file=sys.stderr)
     sys.exit(3)
+  except loop.RunSliceDone as e:
+    print(f'paused: {e}', file=sys.stderr)
+    sys.exit(0)
   except KeyboardInterrupt as e:
     print(f'stopped: {e}', file=sys.stderr)
     sys.exit(130)

@@ -66,6 +66,46 @@ def build_step(cfg, branches):
   return step, floor
 
 
+def breakdown(cfg, embed, prob, label, valid, bank, iters):
+  """ms of each piece of one branch, jitted separately."""
+  keys = jax.random.split(jax.random.PRNGKey(3), embed.shape[0])
+  lab = contrast.branch_labels(label)
+  val = valid[..., 0] > 0.5
+  p = prob[..., 0]
+  kw = dict(num_classes=cfg.num_classes, max_samples=cfg.max_samples,
+            max_views=cfg.max_views, min_pixels=cfg.min_pixels)
+  otsu = jax.jit(contrast.otsu_threshold)
+  pred = (p > otsu(p, val)[:, None, None]).astype(jnp.int32)
+
+  def sample(e):
+    return contrast.compact_anchors(
+        contrast.sample_anchors(e, lab, pred, val, keys, **kw),
+        cfg.max_samples)
+
+  anchors = jax.jit(sample)(embed)
+  cset = contrast.bank_contrast_set(bank)
+
+  def loss_of_feat(f):
+    return contrast.pixel_contrast_loss(
+        anchors.replace(feat=f), *cset, temperature=cfg.temperature,
+        base_temperature=cfg.base_temperature)[0]
+
+  select = jax.jit(lambda e: contrast.select_for_enqueue(
+      e, lab, val, jax.random.PRNGKey(0), num_classes=cfg.num_classes,
+      pixels_per_image=cfg.pixels_per_image))
+  items = select(embed)
+  return {
+      'otsu': time_fn(otsu, p, val, iters=iters),
+      'sample_anchors+compact': time_fn(jax.jit(sample), embed, iters=iters),
+      'loss+grad wrt anchors': time_fn(jax.jit(jax.grad(loss_of_feat)),
+                                       anchors.feat, iters=iters),
+      'grad scatter into map': time_fn(jax.jit(jax.grad(
+          lambda e: jnp.sum(sample(e).feat))), embed, iters=iters),
+      'select_for_enqueue': time_fn(select, embed, iters=iters),
+      'enqueue': time_fn(jax.jit(contrast.enqueue), bank, items, iters=iters),
+  }
+
+
 def time_fn(fn, *args, iters):
   jax.block_until_ready(fn(*args))
   times = []
@@ -84,6 +124,8 @@ def main():
   parser.add_argument('--dim', type=int, default=256)
   parser.add_argument('--branches', type=int, default=2)
   parser.add_argument('--iters', type=int, default=5)
+  parser.add_argument('--breakdown', action='store_true',
+                      help='also time each piece of one branch')
   args = parser.parse_args()
 
   cfg = contrast.default_contrast_config()
@@ -108,6 +150,10 @@ def main():
   print(f'contrast (otsu+sample+loss+grad+enqueue): {ms:.1f} ms '
         f'(first call incl. compile {compile_s:.1f} s)')
   print(f'floor (gradient map of a trivial loss): {floor_ms:.1f} ms')
+  if args.breakdown:
+    parts = breakdown(cfg, embeds[0], prob, label, valid, banks[0], args.iters)
+    for name, t in parts.items():
+      print(f'  one branch, {name}: {t:.2f} ms')
 
 
 if __name__ == '__main__':

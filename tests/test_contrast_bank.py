@@ -117,7 +117,7 @@ def test_frozen_bank_is_never_updated():
   for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(bank)):
     np.testing.assert_array_equal(a, b)
   cfg.freeze_memory_bank = False
-  moved = update_memory_bank(bank, items, cfg)
+  moved = jax.jit(lambda b, i: update_memory_bank(b, i, cfg))(bank, items)
   assert np.asarray(moved.pixel_ptr).tolist() == [1, 1]   # 6 writes mod 5
 
 
@@ -161,7 +161,7 @@ def test_select_for_enqueue_partial_writes():
   bank = init_memory_bank(jax.random.PRNGKey(0), num_classes=C, queue_len=L,
                           dim=D)
   ref = RingBank(bank)
-  bank = enqueue(bank, items)
+  bank = jax.jit(enqueue)(bank, items)
   ref.push(items)
   ref.check(bank)
   assert np.asarray(bank.pixel_ptr).tolist() == [(3 + 3) % L, (3 + 1) % L]
@@ -176,7 +176,7 @@ def test_select_for_enqueue_is_stop_gradient():
                             num_classes=C, pixels_per_image=2)
     return jnp.sum(it.seg) + jnp.sum(it.pix)
 
-  assert not np.asarray(jax.grad(f)(jnp.asarray(embed))).any()
+  assert not np.asarray(jax.jit(jax.grad(f))(jnp.asarray(embed))).any()
 
 
 def test_bank_contrast_set():

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from cosnet_jax.data import clahe as clahe_lib
 from cosnet_jax.data import synthetic

@@ -61,9 +61,20 @@ def contrast_branch_loss(embed: jax.Array, prob: jax.Array, labels: jax.Array,
     raise ValueError('config.contrast.num_classes: contrast_branch_loss '
                      f'predicts by Otsu, binary only (got {num_classes})')
   d = embed.shape[-1]
+  if cfg.use_memory:
+    if bank is None:
+      raise ValueError('contrast_branch_loss: config.contrast.use_memory is '
+                       'True but no memory bank was given')
+    if bank.num_classes != num_classes or bank.dim != d:
+      raise ValueError(
+          f'contrast_branch_loss: bank is [C={bank.num_classes}, '
+          f'D={bank.dim}] but config.contrast.num_classes={num_classes} and '
+          f'the embedding dim is {d}')
   lab = branch_labels(labels)
   val = _squeeze_channel(valid)
-  val = val > 0.5 if jnp.issubdtype(val.dtype, jnp.floating) else val.astype(bool)
+  if jnp.issubdtype(val.dtype, jnp.floating):
+    val = val > 0.5
+  val = val.astype(bool)
   p = jax.lax.stop_gradient(_squeeze_channel(prob)).astype(jnp.float32)
   thr = otsu_threshold(p, val)
   pred = (p > thr[:, None, None]).astype(jnp.int32)
@@ -74,29 +85,18 @@ def contrast_branch_loss(embed: jax.Array, prob: jax.Array, labels: jax.Array,
   # At most max_samples anchors are valid: drop the padding slots.
   anchors = compact_anchors(anchors, int(cfg.max_samples))
 
-  feats, labs, vals = [], [], []
+  parts = []   # (feat [K, D], label [K], valid [K]) pieces of the set
   if cfg.use_memory:
-    if bank is None:
-      raise ValueError('contrast_branch_loss: config.contrast.use_memory is '
-                       'True but no memory bank was given')
-    if bank.num_classes != num_classes or bank.dim != d:
-      raise ValueError(
-          f'contrast_branch_loss: bank is [C={bank.num_classes}, '
-          f'D={bank.dim}] but config.contrast.num_classes={num_classes} and '
-          f'the embedding dim is {d}')
-    f, l, v = bank_contrast_set(
-        bank, classes=tuple(int(c) for c in cfg.enqueue_classes))
-    feats.append(f), labs.append(l), vals.append(v)
+    parts.append(bank_contrast_set(
+        bank, classes=tuple(int(c) for c in cfg.enqueue_classes)))
   if extra_contrast is not None:
-    f, l, v = extra_contrast
-    feats.append(jax.lax.stop_gradient(f).astype(jnp.float32))
-    labs.append(l.astype(jnp.int32))
-    vals.append(v.astype(bool))
-  if feats:
-    c_feat = jnp.concatenate(feats, axis=0)
-    c_label = jnp.concatenate(labs, axis=0)
-    c_valid = jnp.concatenate(vals, axis=0)
-  else:
+    e_feat, e_label, e_valid = extra_contrast
+    parts.append((jax.lax.stop_gradient(e_feat).astype(jnp.float32),
+                  e_label.astype(jnp.int32), e_valid.astype(bool)))
+  if parts:
+    c_feat, c_label, c_valid = (jnp.concatenate(x, axis=0)
+                                for x in zip(*parts))
+  else:   # in-batch only
     c_feat = jnp.zeros((0, d), jnp.float32)
     c_label = jnp.zeros((0,), jnp.int32)
     c_valid = jnp.zeros((0,), bool)

@@ -8,13 +8,13 @@ from cosnet_jax.contrast.config import SEG_LOSS_KINDS
 from cosnet_jax.contrast.sampling import Anchors
 
 _NEG_BIG = -1e30   # finite "minus infinity" for masked logits
-_TINY = 1e-30
 
 
 def pixel_contrast_loss(anchors: Anchors, contrast_feat: jax.Array,
                         contrast_label: jax.Array, contrast_valid: jax.Array, *,
                         temperature: float, base_temperature: float,
-                        self_contrast: bool = False
+                        self_contrast: bool = False,
+                        self_index: jax.Array | None = None
                         ) -> Tuple[jax.Array, jax.Array]:
   """Sum over valid anchors of the supervised InfoNCE loss, and their count.
 
@@ -34,6 +34,9 @@ def pixel_contrast_loss(anchors: Anchors, contrast_feat: jax.Array,
     temperature, base_temperature: T and T_base.
     self_contrast: static; also contrast against the anchors themselves
       (in-batch, gradients flow through both sides), excluding the self-pair.
+    self_index: optional int [M]: column of `contrast_feat` that holds anchor
+      i itself (e.g. in an all-gathered, detached copy of the batch's
+      anchors); that column is excluded from anchor i's row.
 
   Returns:
     (loss_sum, num_valid) float32 scalars; the mean is
@@ -60,6 +63,8 @@ def pixel_contrast_loss(anchors: Anchors, contrast_feat: jax.Array,
   if self_contrast:
     col = jnp.arange(k)[None, :]
     col_ok = col_ok & (col != (k0 + jnp.arange(m))[:, None])
+  if self_index is not None:
+    col_ok = col_ok & (jnp.arange(k)[None, :] != self_index[:, None])
 
   logits = (a @ c_feat.T) / temperature                          # [M, K]
   masked = jnp.where(col_ok, logits, _NEG_BIG)
@@ -68,10 +73,19 @@ def pixel_contrast_loss(anchors: Anchors, contrast_feat: jax.Array,
   same = a_label[:, None] == c_label[None, :]
   pos = same & col_ok
   neg = (~same) & col_ok
-  exp = jnp.exp(shifted)
-  neg_sum = jnp.sum(jnp.where(neg, exp, 0.0), axis=1, keepdims=True)
-  denom = jnp.where(pos, exp + neg_sum, 1.0)
-  log_prob = shifted - jnp.log(jnp.maximum(denom, _TINY))
+  # log sum_{n in N(i)} exp(s_in), itself max-shifted so that it never
+  # underflows to log(0); -big (not -inf) when there is no negative.
+  neg_max = jax.lax.stop_gradient(
+      jnp.max(jnp.where(neg, shifted, _NEG_BIG), axis=1, keepdims=True))
+  # (Mask before exp: exp of a masked entry could overflow, and where() would
+  # then turn its zero cotangent into NaN.)
+  neg_sum = jnp.sum(jnp.exp(jnp.where(neg, shifted - neg_max, _NEG_BIG)),
+                    axis=1, keepdims=True)
+  has_neg = jnp.any(neg, axis=1, keepdims=True)
+  log_neg = jnp.where(
+      has_neg, neg_max + jnp.log(jnp.where(has_neg, neg_sum, 1.0)), _NEG_BIG)
+  # log( exp(s_ip) / (exp(s_ip) + sum_n exp(s_in)) ), stable.
+  log_prob = shifted - jnp.logaddexp(shifted, log_neg)
   n_pos = jnp.sum(pos, axis=1)
   mean_log_prob = (jnp.sum(jnp.where(pos, log_prob, 0.0), axis=1)
                    / jnp.maximum(n_pos, 1).astype(jnp.float32))

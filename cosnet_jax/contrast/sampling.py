@@ -107,7 +107,7 @@ def sample_anchors(embed: jax.Array, labels: jax.Array, pred: jax.Array,
   u = jax.vmap(lambda k: jax.random.uniform(k, (hw,)))(image_keys)  # [N, HW]
   kinds = jnp.stack([hard, easy], axis=2)                        # [N,C,2,HW]
   scores = jnp.where(kinds, u[:, None, None, :], -1.0)
-  top, idx = top_k_last_axis(scores, max_views)            # [N,C,2,V]
+  top, idx = top_k_last_axis(scores, max_views)                  # [N,C,2,V]
 
   slot = jnp.arange(max_views)
   from_hard = slot < h_keep[..., None]                           # [N, C, V]

@@ -16,6 +16,7 @@ import collections
 import concurrent.futures
 import queue
 import threading
+import weakref
 from typing import Iterator, Optional
 
 import numpy as np
@@ -121,20 +122,27 @@ class TrainIterator:
     batch['valid'] = np.stack([o[2] for o in outs])[..., None]
     return batch
 
-  def _producer(self, start: int):
+  @staticmethod
+  def _producer(ref, start: int, out: queue.Queue, stop: threading.Event):
+    """Fills ``out`` with batches start, start+1, ...; holds the iterator only
+    through the weak reference ``ref`` so that dropping it stops the thread."""
     step = start
     try:
-      while not self._stop.is_set():
-        item = self.batch(step)
-        while not self._stop.is_set():
+      while not stop.is_set():
+        it = ref()
+        if it is None:
+          return
+        item = it.batch(step)
+        del it
+        while not stop.is_set():
           try:
-            self._queue.put(item, timeout=0.1)
+            out.put(item, timeout=0.1)
             break
           except queue.Full:
             continue
         step += 1
     except BaseException as e:  # pylint: disable=broad-except
-      self._queue.put(e)
+      out.put(e)
 
   def __iter__(self):
     return self
@@ -147,7 +155,9 @@ class TrainIterator:
       return out
     if self._thread is None:
       self._queue = queue.Queue(maxsize=prefetch)
-      self._thread = threading.Thread(target=self._producer, args=(self._step,), daemon=True)
+      self._thread = threading.Thread(
+          target=TrainIterator._producer,
+          args=(weakref.ref(self), self._step, self._queue, self._stop), daemon=True)
       self._thread.start()
     item = self._queue.get()
     if isinstance(item, BaseException):
@@ -166,6 +176,8 @@ class TrainIterator:
   def __del__(self):
     try:
       self._stop.set()
+      if self._pool is not None:
+        self._pool.shutdown(wait=False)
     except Exception:  # pylint: disable=broad-except
       pass
 

@@ -1,5 +1,9 @@
 """Conv and BatchNorm layers with the project's conventions.
 
+All convs keep nn.Conv's variables (`kernel` [k, k, C_in/groups, C_out], `bias`),
+whatever computes them: grouped convs run as dense convs on channel slices and
+1x1 convs as matmuls, both much faster on XLA:CPU (see the classes).
+
 Convs: NHWC, PyTorch-style symmetric padding k//2 (so that ImageNet weights
 line up exactly; flax 'SAME' pads stride-2 convs asymmetrically), He-normal
 (fan-out) kernel init as in the ResNet/ResNeSt code, float32 params, compute in
@@ -11,7 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 BN_MOMENTUM = 0.9
 BN_EPS = 1e-5
@@ -19,15 +25,86 @@ BN_EPS = 1e-5
 he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
+class GroupedConv(nn.Module):
+  """nn.Conv(feature_group_count=groups) computed as `groups` dense convs.
+
+  Same variables as nn.Conv (`kernel` [k, k, C_in/groups, features], `bias`).
+  XLA:CPU runs grouped convolutions (and their gradients) several times slower
+  than the dense ones (3x3, 16->32 channels, 4x320x320, forward + backward:
+  groups=4 took 10.8 s, four dense slices 1.1 s), so each group is one dense
+  conv on its slice of the channels and the outputs are concatenated.
+  """
+  features: int
+  kernel: int
+  stride: int = 1
+  groups: int = 2
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  kernel_init: Any = he_fan_out
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    g, c_in = self.groups, x.shape[-1]
+    if c_in % g or self.features % g:
+      raise ValueError(f'{self.name}: channels {c_in} -> {self.features} not divisible '
+                       f'by groups={g}')
+    k = self.kernel
+    kernel = self.param('kernel', self.kernel_init, (k, k, c_in // g, self.features),
+                        jnp.float32)
+    x = x.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    ci, co, pad = c_in // g, self.features // g, k // 2
+    outs = [lax.conv_general_dilated(
+        x[..., i * ci:(i + 1) * ci], kernel[..., i * co:(i + 1) * co],
+        (self.stride, self.stride), ((pad, pad), (pad, pad)),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC')) for i in range(g)]
+    y = jnp.concatenate(outs, axis=-1)
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(
+          self.dtype)
+    return y
+
+
+class PointwiseConv(nn.Module):
+  """1x1 stride-1 conv as one [N, C_in] x [C_in, features] matmul (N = B*H*W).
+
+  Same variables as nn.Conv (`kernel` [1, 1, C_in, features], `bias`). On
+  XLA:CPU the 2-d matmul's kernel gradient is much faster than the conv's
+  (32->32 channels on 4x320x320, forward + backward: 1.36 s as a conv, 0.30 s).
+  """
+  features: int
+  use_bias: bool = False
+  dtype: Any = jnp.float32
+  kernel_init: Any = he_fan_out
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c_in = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, (1, 1, c_in, self.features), jnp.float32)
+    y = x.astype(self.dtype).reshape(-1, c_in) @ kernel[0, 0].astype(self.dtype)
+    y = y.reshape(*x.shape[:-1], self.features)
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(
+          self.dtype)
+    return y
+
+
 def conv(features: int, kernel: int, *, stride: int = 1, groups: int = 1,
          use_bias: bool = False, dtype: Any = jnp.float32, name: str | None = None,
-         kernel_init=he_fan_out, bias_init=nn.initializers.zeros) -> nn.Conv:
+         kernel_init=he_fan_out, bias_init=nn.initializers.zeros) -> nn.Module:
   """kxk conv, padding k//2 on every side, kernel [k, k, C_in/groups, features]."""
+  if groups > 1:
+    return GroupedConv(features, kernel, stride, groups, use_bias, dtype, kernel_init,
+                       bias_init, name=name)
+  if kernel == 1 and stride == 1:
+    return PointwiseConv(features, use_bias, dtype, kernel_init, bias_init, name=name)
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), feature_group_count=groups,
-                 use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-                 kernel_init=kernel_init, bias_init=bias_init, name=name)
+                 padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
+                 param_dtype=jnp.float32, kernel_init=kernel_init, bias_init=bias_init,
+                 name=name)
 
 
 def batch_norm(train: bool, *, axis_name: str | None = None, dtype: Any = jnp.float32,

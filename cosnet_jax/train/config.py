@@ -40,6 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 10
   c.train.eval_every = 500       # validation (never test) for model selection
   c.train.checkpoint_every = 500
+  c.train.max_steps_per_run = -1  # > 0: checkpoint and exit after this many steps (time-sliced jobs)
 
   c.refine = ml_collections.ConfigDict()
   c.refine.model = default_refine_config()

@@ -9,6 +9,7 @@ is kept and the step is named).
 """
 
 import dataclasses
+import json
 import math
 import pathlib
 import signal
@@ -16,7 +17,6 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -34,6 +34,18 @@ from cosnet_jax.train import steps as steps_lib
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN/Inf loss; the message names the step."""
+
+
+class RunSliceDone(Exception):
+  """train.max_steps_per_run steps were done; the state is checkpointed."""
+
+
+def _append_history(workdir: pathlib.Path, stage: str, step: int, scalars: dict):
+  """One JSON line per log/validation event: workdir/history.jsonl."""
+  if jax.process_index() == 0:
+    with open(workdir / 'history.jsonl', 'a') as f:
+      f.write(json.dumps({'stage': stage, 'step': int(step),
+                          **{k: float(v) for k, v in scalars.items()}}) + '\n')
 
 
 class _StopFlag:
@@ -75,12 +87,9 @@ def num_train_steps(train_cfg, num_train_examples: int) -> int:
 
 
 def input_shape(config, info) -> tuple[int, int]:
-  """(h, w) of a training input: the crop, or the image padded to 32."""
-  if config.data.crop_size > 0:
-    return (config.data.crop_size, config.data.crop_size)
-  m = config.data.pad_multiple
-  h, w = info['image_size']
-  return (-(-h // m) * m, -(-w // m) * m)
+  """(h, w) of a training batch: the crop (or whole image) padded to 32."""
+  del config
+  return tuple(info['train_size'])
 
 
 @dataclasses.dataclass
@@ -142,6 +151,7 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
     summary = {f'val/{k}': runner.mean_metric(per_image, k)
                for k in ('dice', 'auc', 'acc', 'sen', 'spe', 'cldice')}
     writer.write_scalars(step, summary)
+    _append_history(workdir, stage.name, step, summary)
     score = summary[f'val/{config.eval.select_metric}']
     logging.info('[%s] step %d validation %s', stage.name, step,
                  ' '.join(f'{k}={v:.4f}' for k, v in summary.items()))
@@ -175,6 +185,7 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
         scalars['learning_rate'] = float(state_lib.learning_rate_schedule(
             stage_optimizer_cfg(config, stage.name), stage.num_steps)(step - 1))
       writer.write_scalars(step, {f'{stage.name}/{k}': v for k, v in scalars.items()})
+      _append_history(workdir, stage.name, step, scalars)
       logging.info(_progress_line(stage.name, step, stage.num_steps,
                                   scalars['images_per_s'], t_start, start_step,
                                   scalars))
@@ -183,6 +194,13 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
       validate(step)
     if step % tcfg.checkpoint_every == 0 or last or STOP.requested:
       stage.ckpt.save_latest(step, state)
+    if (tcfg.max_steps_per_run > 0 and step - start_step >= tcfg.max_steps_per_run
+        and not last):
+      # Time-sliced jobs: checkpoint and hand back; the next run resumes here.
+      stage.ckpt.save_latest(step, state)
+      writer.flush()
+      raise RunSliceDone(f'[{stage.name}] stopped after {tcfg.max_steps_per_run} '
+                         f'steps of this run (step {step}); run again to resume')
     if STOP.requested:
       writer.flush()
       raise KeyboardInterrupt(f'[{stage.name}] stopped at step {step}; '
