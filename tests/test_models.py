@@ -301,9 +301,21 @@ def refiner_setup():
   refiner = models.build_refiner(models.default_refine_config())
   rng = np.random.default_rng(7)
   maps = [rng.uniform(size=(2, 16, 24, 1)).astype(np.float32) for _ in range(3)]
-  variables = jax.jit(refiner.init)(KEY, *maps)
+  variables = models.init_variables(refiner, KEY, *maps)
   apply = jax.jit(lambda v, a, b, c: refiner.apply(v, a, b, c, train=False))
   return refiner, variables, maps, apply
+
+
+def test_init_variables_equals_module_init():
+  layer = SplitAttentionConv(8, 3, radix=2)
+  x = np.random.default_rng(0).standard_normal((2, 8, 8, 8)).astype(np.float32)
+  fast = models.init_variables(layer, KEY, x, train=False)
+  ref = jax.jit(lambda k, x: layer.init(k, x, False))(KEY, x)
+  assert jax.tree.structure(fast) == jax.tree.structure(ref)
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # He-normal (fan-out) kernel of the 3x3 conv 8 -> 16 (2 groups): std sqrt(2 / (9 * 16)).
+  assert 0.09 < float(np.std(fast['params']['conv']['kernel'])) < 0.15
 
 
 def test_refiner_is_identity_at_init(refiner_setup):
@@ -357,3 +369,39 @@ def test_refiner_rejects_mismatched_inputs(refiner_setup):
   refiner, variables, (image, thick, _), _ = refiner_setup
   with pytest.raises(ValueError, match='thin'):
     refiner.apply(variables, image, thick, thick[:, :8])
+
+
+# ---- conv implementations and the summary command ---------------------------------------
+
+
+@pytest.mark.parametrize('kernel, groups, stride', [(3, 4, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
+def test_conv_matches_flax_conv(kernel, groups, stride):
+  """Grouped (sliced) and 1x1 (matmul) convs == nn.Conv with the same variables."""
+  from cosnet_jax.models.conv_bn import conv
+  layer = conv(16, kernel, stride=stride, groups=groups, use_bias=True)
+  pad = kernel // 2
+  ref = nn.Conv(16, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)),
+                feature_group_count=groups)
+  x = np.random.default_rng(0).standard_normal((2, 8, 6, 8)).astype(np.float32)
+  variables = _fake_variables(jax.eval_shape(lambda x: ref.init(KEY, x), x))
+  assert jax.tree.map(lambda a: a.shape, variables) == jax.tree.map(
+      lambda a: a.shape, jax.eval_shape(lambda x: layer.init(KEY, x), x))
+  np.testing.assert_allclose(layer.apply(variables, x), ref.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_summary_figures():
+  from cosnet_jax.models import summary
+  fig = summary.model_figures('cosnet_tiny', (64,))
+  model = _model()
+  assert fig['params']['total'] == sum(
+      a.size for a in jax.tree.leaves(_abstract_init(model, (1, 64, 64, 1))['params']))
+  assert fig['params']['encoder'] + fig['params']['decoder_thick'] + fig['params'][
+      'decoder_thin'] + fig['params']['heads'] == fig['params']['total']
+  assert 0 < fig['gflops'][64]['infer'] < fig['gflops'][64]['train']
+  # Refiner: 3x3 convs 3->64->128->9 at 32x32, 2 FLOPs per multiply-add (+ elementwise);
+  # XLA does not count the taps on the zero padding: (3*32 - 2)^2 (pixel, tap) pairs.
+  ref = summary.refiner_figures((32,))
+  macs = (3 * 32 - 2) ** 2 * (3 * 64 + 64 * 128 + 128 * 9)
+  assert ref['params']['total'] == 9 * (3 * 64 + 64 * 128 + 128 * 9) + 9 + 2 * (64 + 128)
+  assert 2 * macs <= ref['gflops'][32]['infer'] * 1e9 <= 1.02 * 2 * macs

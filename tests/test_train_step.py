@@ -47,7 +47,8 @@ def make_batch(seed=0):
 
 def init_state(config, mesh, model, num_steps=10):
   create = lambda r: state_lib.create_train_state(r, model, config, (SIZE, SIZE), num_steps)
-  return jax.jit(create, out_shardings=NamedSharding(mesh, P()))(jax.random.PRNGKey(0))
+  return models.init_fast(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
+                          jax.random.PRNGKey(0))
 
 
 @functools.lru_cache(maxsize=None)
@@ -157,7 +158,8 @@ def test_refine_step_trains_only_the_refiner():
   stage1_before = jax.device_get(stage1)
   refiner = models.build_refiner(config.refine.model, axis_name=steps_lib.AXIS)
   create = lambda r: state_lib.create_refine_state(r, refiner, config, (SIZE, SIZE), 5)
-  rstate = jax.jit(create, out_shardings=NamedSharding(mesh, P()))(jax.random.PRNGKey(2))
+  rstate = models.init_fast(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
+                            jax.random.PRNGKey(2))
   params_before = jax.device_get(rstate.params)
   step = steps_lib.build_refine_step(model, refiner, config, mesh)
   rstate, m = step(rstate, stage1, steps_lib.shard_batch(make_batch(), mesh))

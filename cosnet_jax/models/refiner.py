@@ -13,8 +13,9 @@ BN + ReLU, which removes its one-hot bias at the first training step and
 clips negative logits. Here the last conv feeds the softmax directly; its
 kernel starts at zero and its bias at `center_logit` * one-hot(centre), so at
 init every pixel gets the same weights softmax(bias) and the module is the
-identity on sal up to 8*exp(-center_logit) (3.6e-4 at 10; exact in float32
-from ~17 on, but then gradients through the saturated softmax are tiny).
+identity on sal up to 8*exp(-center_logit): 3.6e-4 at the default 10 (below
+1e-6 from 16 on, but the more saturated the softmax, the smaller the initial
+gradients; Adam rescales them, 10 keeps them well above its epsilon).
 """
 from __future__ import annotations
 

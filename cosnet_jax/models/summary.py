@@ -90,9 +90,9 @@ def main(argv=None) -> None:
   print('|' + '---|' * (header.count('|') - 1))
   for name, r in results.items():
     p = r['params']
-    cells = [name, f"{p['total']:,}", f"{p.get('encoder', 0):,}",
-             f"{p.get('decoder_thick', 0) + p.get('decoder_thin', 0):,}",
-             f"{p.get('heads', 0):,}"]
+    parts = [p['encoder'], p['decoder_thick'] + p['decoder_thin'], p['heads']] \
+        if 'encoder' in p else []
+    cells = [name, f"{p['total']:,}"] + ([f'{n:,}' for n in parts] or ['-'] * 3)
     for s in sizes:
       g = r['gflops'][s]
       cells += [f"{g['infer']:.2f}", f"{g['train']:.2f}" if 'train' in g else '-']

@@ -214,15 +214,55 @@ def stage_optimizer_cfg(config, stage_name):
 
 
 def _init_state(create: Callable, rng, mesh):
-  """Builds a replicated state on every device, identically on every process."""
-  return jax.jit(create, out_shardings=NamedSharding(mesh, P()))(rng)
+  """Builds a replicated state on every device, identically on every process.
+
+  Compiled with LLVM optimisations off: the ~200 RNG draws of the init take
+  minutes to optimise on CPU and run once (same values either way).
+  """
+  return models.init_fast(
+      jax.jit(create, out_shardings=NamedSharding(mesh, P())), rng)
+
+
+# Jitted functions are reused across train_and_evaluate calls in one process
+# (tests, sweeps) when everything they close over is the same.
+_COMPILED: dict = {}
+
+
+def _cached(kind: str, key: tuple, build: Callable):
+  k = (kind, json.dumps(key, sort_keys=True, default=str))
+  if k not in _COMPILED:
+    _COMPILED[k] = build()
+  return _COMPILED[k]
+
+
+def _stage1_fns(config, mesh, num_steps):
+  def build():
+    model = models.build_cosnet(config.model, axis_name=steps_lib.AXIS)
+    tx = state_lib.make_optimizer(config.optimizer, num_steps)
+    return (model, tx, steps_lib.build_train_step(model, config, mesh),
+            steps_lib.build_eval_step(model, mesh))
+  key = (config.model.to_dict(), config.contrast.to_dict(),
+         config.optimizer.to_dict(), num_steps, [d.id for d in mesh.devices.flat])
+  return _cached('stage1', key, build)
+
+
+def _stage2_fns(config, mesh, num_steps, model):
+  def build():
+    refiner = models.build_refiner(config.refine.model, axis_name=steps_lib.AXIS)
+    tx = state_lib.make_optimizer(config.refine.optimizer, num_steps)
+    return (refiner, tx, steps_lib.build_refine_step(model, refiner, config, mesh),
+            steps_lib.build_refine_eval_step(model, refiner, mesh))
+  key = (config.model.to_dict(), config.refine.to_dict(), num_steps, id(model),
+         [d.id for d in mesh.devices.flat])
+  return _cached('stage2', key, build)
 
 
 def build_stage1(config, workdir, mesh, info):
-  model = models.build_cosnet(config.model, axis_name=steps_lib.AXIS)
   shape = input_shape(config, info)
   num_steps = num_train_steps(config.train, info['num_examples'][config.data.train_split])
-  create = lambda rng: state_lib.create_train_state(rng, model, config, shape, num_steps)
+  model, tx, train_fn, predict = _stage1_fns(config, mesh, num_steps)
+  create = lambda rng: state_lib.create_train_state(rng, model, config, shape,
+                                                    num_steps, tx)
   state = _init_state(create, jax.random.PRNGKey(config.seed), mesh)
   ckpt = ckpt_lib.StageCheckpoints(workdir / 'checkpoints' / 'stage1')
   if ckpt.latest_step() is not None:
@@ -234,10 +274,9 @@ def build_stage1(config, workdir, mesh, info):
          'batch_stats': jax.device_get(state.batch_stats)}, config.model.pretrained)
     state = state.replace(params=steps_lib.replicate(variables['params'], mesh),
                           batch_stats=steps_lib.replicate(variables['batch_stats'], mesh))
-  predict = steps_lib.build_eval_step(model, mesh)
   return model, _Stage(
       name='stage1', num_steps=num_steps, batch_size=config.train.batch_size,
-      state=state, step_fn=steps_lib.build_train_step(model, config, mesh),
+      state=state, step_fn=train_fn,
       eval_vars=lambda s: ({'params': s.params, 'batch_stats': s.batch_stats},),
       predict_fn=predict, select_output='coarse', ckpt=ckpt)
 
@@ -247,7 +286,6 @@ def stage1_variables(state) -> dict:
 
 
 def build_stage2(config, workdir, mesh, info, model, stage1_vars):
-  refiner = models.build_refiner(config.refine.model, axis_name=steps_lib.AXIS)
   shape = input_shape(config, info)
   refine_train = ml_collections.ConfigDict({
       'num_steps': config.refine.num_steps, 'num_epochs': config.refine.num_epochs,
@@ -255,15 +293,14 @@ def build_stage2(config, workdir, mesh, info, model, stage1_vars):
   num_steps = num_train_steps(refine_train, info['num_examples'][config.data.train_split])
   if config.refine.num_steps == 0:
     num_steps = 0
+  refiner, tx, step_fn, predict = _stage2_fns(config, mesh, max(num_steps, 1), model)
   create = lambda rng: state_lib.create_refine_state(rng, refiner, config, shape,
-                                                     max(num_steps, 1))
+                                                     max(num_steps, 1), tx)
   state = _init_state(create, jax.random.PRNGKey(config.seed + 1), mesh)
   ckpt = ckpt_lib.StageCheckpoints(workdir / 'checkpoints' / 'stage2')
   if ckpt.latest_step() is not None:
     state, step = ckpt.restore(state, 'latest')
     logging.info('[stage2] resumed from step %d', step)
-  step_fn = steps_lib.build_refine_step(model, refiner, config, mesh)
-  predict = steps_lib.build_refine_eval_step(model, refiner, mesh)
   return _Stage(
       name='stage2', num_steps=num_steps, batch_size=config.refine.batch_size,
       state=state, step_fn=lambda s, b: step_fn(s, stage1_vars, b),

@@ -72,7 +72,8 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict,
 
 
 def create_train_state(rng: jax.Array, model, config: ml_collections.ConfigDict,
-                       image_shape: tuple[int, int], num_steps: int) -> TrainState:
+                       image_shape: tuple[int, int], num_steps: int,
+                       tx: optax.GradientTransformation | None = None) -> TrainState:
   """Initialises stage 1. Pure in `rng`: every process builds the same state.
 
   Args:
@@ -81,9 +82,12 @@ def create_train_state(rng: jax.Array, model, config: ml_collections.ConfigDict,
     config: full config.
     image_shape: (h, w) of a training input, multiples of 32.
     num_steps: total stage-1 steps (for the schedule).
+    tx: the optimizer (default: `make_optimizer(config.optimizer, num_steps)`);
+      passing the same object again keeps jitted steps from recompiling.
   """
+  del image_shape  # the variables do not depend on it; a small dummy is cheaper
   k_model, k_thick, k_thin, k_state = jax.random.split(rng, 4)
-  dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
+  dummy = jnp.zeros((1, 32, 32, 1), jnp.float32)
   variables = model.init(k_model, dummy, train=False, with_embeddings=True)
   bank_kwargs = dict(num_classes=2, queue_len=config.contrast.queue_len,
                      dim=config.model.embed_dim)
@@ -91,21 +95,23 @@ def create_train_state(rng: jax.Array, model, config: ml_collections.ConfigDict,
       apply_fn=model.apply,
       params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
-      tx=make_optimizer(config.optimizer, num_steps),
+      tx=tx or make_optimizer(config.optimizer, num_steps),
       bank_thick=init_memory_bank(k_thick, **bank_kwargs),
       bank_thin=init_memory_bank(k_thin, **bank_kwargs),
       rng=k_state)
 
 
 def create_refine_state(rng: jax.Array, refiner, config: ml_collections.ConfigDict,
-                        image_shape: tuple[int, int], num_steps: int) -> RefineState:
+                        image_shape: tuple[int, int], num_steps: int,
+                        tx: optax.GradientTransformation | None = None) -> RefineState:
   """Initialises stage 2 (the refinement module only)."""
+  del image_shape
   k_model, k_state = jax.random.split(rng)
-  dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
+  dummy = jnp.zeros((1, 32, 32, 1), jnp.float32)
   variables = refiner.init(k_model, dummy, dummy, dummy, train=False)
   return RefineState.create(
       apply_fn=refiner.apply,
       params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
-      tx=make_optimizer(config.refine.optimizer, num_steps),
+      tx=tx or make_optimizer(config.refine.optimizer, num_steps),
       rng=k_state)
