@@ -23,14 +23,6 @@ from cosnet_jax.evaluation import inference, report, runner
 from cosnet_jax.evaluation import metrics as metrics_lib
 from cosnet_jax.train import steps as steps_lib
 
-flags.DEFINE_string('workdir', None, 'Training workdir.')
-flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
-flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s test split).')
-flags.DEFINE_string('dataset', None, 'Dataset name (default: the one trained on).')
-flags.DEFINE_string('data_root', None, 'Folder of that dataset.')
-flags.DEFINE_string('threshold', None, "'otsu' or a float (default: the config's).")
-flags.DEFINE_integer('batch_size', None, 'Eval batch (default: the config\'s).')
-flags.DEFINE_bool('overlays', True, 'Write the per-image overlay PNGs.')
 
 
 def _threshold(value):
@@ -118,5 +110,18 @@ def main(argv):
   print(f"report: {result['out_dir']}")
 
 
+def define_flags():
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir.')
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+  flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s test split).')
+  flags.DEFINE_string('dataset', None, 'Dataset name (default: the one trained on).')
+  flags.DEFINE_string('data_root', None, 'Folder of that dataset.')
+  flags.DEFINE_string('threshold', None, "'otsu' or a float (default: the config's).")
+  flags.DEFINE_integer('batch_size', None, 'Eval batch (default: the config\'s).')
+  flags.DEFINE_bool('overlays', True, 'Write the per-image overlay PNGs.')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

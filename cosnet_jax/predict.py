@@ -22,11 +22,6 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-flags.DEFINE_string('workdir', None, 'Training workdir holding the checkpoints.')
-flags.DEFINE_string('input', None, 'An image file or a folder of images.')
-flags.DEFINE_string('output', None, 'Output folder.')
-flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
-flags.DEFINE_string('threshold', 'otsu', "'otsu', '0.5' or any float in (0, 1).")
 
 IMAGE_SUFFIXES = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
 
@@ -117,5 +112,15 @@ def main(argv):
     sys.exit(1)
 
 
+def define_flags():
+  """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string('workdir', None, 'Training workdir holding the checkpoints.')
+  flags.DEFINE_string('input', None, 'An image file or a folder of images.')
+  flags.DEFINE_string('output', None, 'Output folder.')
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+  flags.DEFINE_string('threshold', 'otsu', "'otsu', '0.5' or any float in (0, 1).")
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

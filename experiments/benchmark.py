@@ -158,6 +158,21 @@ def _flops(cost) -> float:
   return float(cost.get('flops', float('nan'))) if cost else float('nan')
 
 
+def memory_plan(compiled) -> dict:
+  """XLA's buffer plan of a compiled step: arguments, outputs, temporaries (GB)."""
+  try:
+    m = compiled.memory_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return {}
+  if m is None:
+    return {}
+  get = lambda k: float(getattr(m, k, 0) or 0) / 2**30
+  return {'xla_argument_gb': get('argument_size_in_bytes'),
+          'xla_output_gb': get('output_size_in_bytes'),
+          'xla_temp_gb': get('temp_size_in_bytes'),
+          'xla_alias_gb': get('alias_size_in_bytes')}
+
+
 # ------------------------------------------------------------------ worker
 
 
@@ -210,6 +225,7 @@ def run_worker(args) -> dict:
   compiled = step.lower(state, batch).compile()
   res['compile_s'] = time.perf_counter() - t
   res['executed_gflops_per_step'] = _flops(compiled.cost_analysis()) / 1e9
+  res.update(memory_plan(compiled))
 
   holder = {'state': state}
 
@@ -436,6 +452,7 @@ def main(argv=None) -> None:
   ap.add_argument('--crop', type=int, default=None, help='override config.data.crop_size')
   ap.add_argument('--scaling', default=None, help='device counts, e.g. 1,2,4 ("" = none)')
   ap.add_argument('--shares', action='store_true', help='time shares (full mode: on)')
+  ap.add_argument('--no_shares', action='store_true', help='skip the time shares')
   ap.add_argument('--no_pair', action='store_true', help='no matmul before each step')
   ap.add_argument('--timeout', type=float, default=3600.0, help='per subprocess, s')
   ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
@@ -455,7 +472,7 @@ def main(argv=None) -> None:
     if m not in CONFIGS:
       ap.error(f'--models: unknown model {m!r}; expected some of {sorted(CONFIGS)}')
   scaling = args.scaling if args.scaling is not None else ('' if args.quick else '1,2,4')
-  shares = args.shares or not args.quick
+  shares = (args.shares or not args.quick) and not args.no_shares
   result = {'models': {}, 'argv': sys.argv[1:], 'started': time.strftime('%Y-%m-%d %H:%M:%S')}
   for m in models:
     extra = ['--shares'] if (shares and m == models[0]) else []

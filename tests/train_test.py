@@ -4,7 +4,9 @@ from the saved step (memory bank restored) and ends bit-identical to an
 uninterrupted run, a changed model config is refused, NaN stops cleanly."""
 
 import json
+import os
 import pathlib
+import signal
 
 import jax
 import numpy as np
@@ -14,11 +16,6 @@ import pytest
 from cosnet_jax.train import config_checks
 from cosnet_jax.train import loop
 from tiny_config import tiny_config
-
-
-@pytest.fixture(scope='module')
-def tfds_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
 
 
 def read_history(workdir):
@@ -31,13 +28,9 @@ def restore_raw(workdir, stage, step):
   return ocp.StandardCheckpointer().restore(path)
 
 
-@pytest.fixture(scope='module')
-def full_run(tfds_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('full')
-  config = tiny_config(tfds_dir)
-  config.optimizer.learning_rate = 3e-3
-  result = loop.train_and_evaluate(config, str(workdir))
-  return workdir, result
+@pytest.fixture
+def full_run(tiny_run):
+  return tiny_run
 
 
 def test_loss_decreases_and_outputs_are_written(full_run):
@@ -129,3 +122,28 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(full_run, tfds_dir,
   assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ['1']
   state = restore_raw(tmp_path, 'stage1', 1)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state['params']))
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(full_run, tfds_dir, tmp_path,
+                                                  monkeypatch):
+  original = loop._stage1_fns
+
+  def signal_after_step_2(*args):
+    model, tx, train_fn, predict = original(*args)
+    calls = []
+    def step(state, batch):
+      calls.append(1)
+      if len(calls) == 2:  # a real SIGTERM to this process, mid-run
+        os.kill(os.getpid(), signal.SIGTERM)
+      return train_fn(state, batch)
+    return model, tx, step, predict
+
+  monkeypatch.setattr(loop, '_stage1_fns', signal_after_step_2)
+  config = tiny_config(tfds_dir)
+  config.optimizer.learning_rate = 3e-3
+  config.refine.num_steps = 0
+  config.eval.final_split = ''
+  with pytest.raises(KeyboardInterrupt, match='stopped at step 2'):
+    loop.train_and_evaluate(config, str(tmp_path))
+  latest = pathlib.Path(tmp_path) / 'checkpoints' / 'stage1' / 'latest'
+  assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ['2']

@@ -56,6 +56,7 @@ class _StopFlag:
     self._previous = {}
 
   def install(self):
+    self.requested = False
     for sig in (signal.SIGTERM, signal.SIGINT):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)

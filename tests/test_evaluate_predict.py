@@ -1,0 +1,111 @@
+"""evaluate and predict end to end on the checkpoint of the tiny training run:
+reports on the training dataset and on an arbitrary folder, predictions on odd
+sizes, 16-bit, RGB and tiled inputs, and the bad-input paths."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cosnet_jax import evaluate, predict
+from cosnet_jax.data import testing as data_testing
+from cosnet_jax.evaluation import inference
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run_cli(module, *args):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_evaluate_on_another_folder_and_split(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  folder = data_testing.write_flat(str(tmp_path / 'folder'),
+                                   splits=(('test', 3),), size=48)
+  out = evaluate.run(workdir, dataset='octa_folder', data_root=folder,
+                     split='test', checkpoint='latest')
+  report = pathlib.Path(out['out_dir'])
+  assert report == workdir / 'eval' / 'octa_folder-test'
+  metrics = json.loads((report / 'metrics.json').read_text())
+  assert len(metrics['per_image']) == 3
+  for m in metrics['per_image']:
+    assert all(np.isfinite(m[k]) for k in ('auc', 'dice', 'kappa', 'gmean'))
+  assert (report / 'metrics_coarse.json').exists() and (report / 'roc.png').exists()
+  assert len(list((report / 'overlays').glob('*.png'))) == 3
+  assert out['steps']['stage2'] == 2  # latest stage-2 checkpoint
+  assert '| refined |' in (report / 'metrics.md').read_text()
+
+
+def test_segmenter_matches_eval_pipeline_and_handles_odd_inputs(tiny_run):
+  workdir, _ = tiny_run
+  seg = inference.Segmenter.from_workdir(workdir, max_side=96, tile=64, overlap=16)
+  rng = np.random.RandomState(0)
+  gray = (rng.rand(45, 70) * 255).astype(np.uint8)
+  prob, mask = seg(gray)
+  assert prob.shape == mask.shape == (45, 70)
+  assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
+  # 16-bit and RGB versions of the same picture give the same result.
+  prob16, _ = seg(gray.astype(np.uint16) * 257)
+  np.testing.assert_allclose(prob16, prob, atol=1e-5)
+  prob_rgb, _ = seg(np.stack([gray] * 3, axis=-1))
+  np.testing.assert_allclose(prob_rgb, prob, atol=1e-4)
+  # Above max_side the image is tiled and cropped back.
+  big = (rng.rand(150, 200) * 255).astype(np.uint8)
+  prob_big, mask_big = seg(big, threshold=0.5)
+  assert prob_big.shape == (150, 200)
+  np.testing.assert_array_equal(mask_big, prob_big > 0.5)
+
+
+def test_predict_folder_reports_bad_files_and_goes_on(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  src = tmp_path / 'in'
+  src.mkdir()
+  rng = np.random.RandomState(1)
+  Image.fromarray((rng.rand(40, 52) * 255).astype(np.uint8)).save(src / 'a.png')
+  Image.fromarray((rng.rand(33, 33) * 65535).astype(np.uint16)).save(src / 'b.tif')
+  Image.fromarray((rng.rand(32, 40, 3) * 255).astype(np.uint8)).save(src / 'c.jpg')
+  (src / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
+  seg = inference.Segmenter.from_workdir(workdir)
+  out = tmp_path / 'out'
+  files = predict.list_inputs(str(src))
+  failures = predict.predict_files(seg, files, out, 'otsu', stream=sys.stdout)
+  assert [pathlib.Path(f).name for f, _ in failures] == ['broken.png']
+  for stem, shape in (('a', (40, 52)), ('b', (33, 33)), ('c', (32, 40))):
+    mask = np.asarray(Image.open(out / f'{stem}_mask.png'))
+    prob = np.asarray(Image.open(out / f'{stem}_prob.png'))
+    assert mask.shape == prob.shape == shape
+    assert set(np.unique(mask)) <= {0, 255}
+    assert prob.dtype == np.uint16
+    assert (out / f'{stem}_overlay.png').exists()
+
+
+def test_predict_cli_errors_are_one_line(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  r = _run_cli('cosnet_jax.predict', f'--workdir={workdir}', f'--input={empty}',
+               f'--output={tmp_path / "o"}')
+  assert r.returncode == 2 and 'no images' in r.stderr
+  assert 'Traceback' not in r.stderr
+  r = _run_cli('cosnet_jax.predict', f'--workdir={tmp_path}', f'--input={empty}',
+               f'--output={tmp_path / "o"}')
+  assert r.returncode == 2
+  r = _run_cli('cosnet_jax.predict', f'--workdir={tmp_path / "nowhere"}',
+               f'--input={ROOT / "README.md"}', f'--output={tmp_path / "o"}')
+  assert r.returncode == 2 and 'not a cosnet_jax training workdir' in r.stderr
+  assert 'Traceback' not in r.stderr
+
+
+def test_main_rejects_unknown_config_key(tmp_path):
+  r = _run_cli('cosnet_jax.main', '--config=configs/synthetic.py',
+               f'--workdir={tmp_path}', '--config.train.num_stepz=3')
+  assert r.returncode == 2
+  assert "unknown config key 'train.num_stepz'" in r.stderr
+  assert 'train.num_steps' in r.stderr  # the valid keys are listed
