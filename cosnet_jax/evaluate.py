@@ -95,6 +95,8 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from cosnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  compilation_cache.enable(flags.FLAGS.compilation_cache)
   if not flags.FLAGS.workdir:
     print('error: --workdir is required', file=sys.stderr)
     sys.exit(2)
@@ -112,6 +114,9 @@ def main(argv):
 
 def define_flags():
   """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string('compilation_cache', None,
+                      "XLA compilation cache folder ('' = off; default "
+                      "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
   flags.DEFINE_string('workdir', None, 'Training workdir.')
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
   flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s test split).')

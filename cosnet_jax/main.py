@@ -25,6 +25,9 @@ flags.DEFINE_bool('distributed', False,
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (hosts).')
 flags.DEFINE_integer('process_id', None, 'This process\'s index.')
+flags.DEFINE_string('compilation_cache', None,
+                    "XLA compilation cache folder ('' = off; default "
+                    "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -32,6 +35,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   import jax  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  compilation_cache.enable(FLAGS.compilation_cache)
   if FLAGS.coordinator_address or FLAGS.distributed:
     kwargs = {}
     if FLAGS.coordinator_address:

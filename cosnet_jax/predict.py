@@ -88,6 +88,8 @@ def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from cosnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  compilation_cache.enable(flags.FLAGS.compilation_cache)
   F = flags.FLAGS
   try:
     for name in ('workdir', 'input', 'output'):
@@ -114,6 +116,9 @@ def main(argv):
 
 def define_flags():
   """Command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string('compilation_cache', None,
+                      "XLA compilation cache folder ('' = off; default "
+                      "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
   flags.DEFINE_string('workdir', None, 'Training workdir holding the checkpoints.')
   flags.DEFINE_string('input', None, 'An image file or a folder of images.')
   flags.DEFINE_string('output', None, 'Output folder.')

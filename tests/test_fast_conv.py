@@ -1,6 +1,8 @@
 """fast_conv: conv2d(impl='im2col') == lax.conv (values and gradients), vs NumPy."""
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -136,3 +138,37 @@ def test_bad_arguments():
     fast_conv.conv2d(x, jnp.zeros((3, 3, 6, 6)), impl='cudnn')
   with pytest.raises(ValueError, match='groups=4'):
     fast_conv.conv2d(x, jnp.zeros((3, 3, 6, 8)), groups=4)
+
+
+def _ynn_fused_ops(hlo_text: str) -> set:
+  """Op names inside the fused computations that XLA:CPU hands to YNNPACK."""
+  bodies = dict(re.findall(r'^%?(\S+) [^\n]*\{\n(.*?)\n\}', hlo_text, re.M | re.S))
+  ops = set()
+  for call in re.findall(r'calls=%([^,\s]+), backend_config=\{"fusion_config":\{"kind":'
+                         r'"__ynn_fusion"', hlo_text):
+    ops |= set(re.findall(r'= \S+ (\w+)\(', bodies.get(call, '')))
+  return ops
+
+
+def test_cpu_compiler_options_keep_convs_off_ynnpack():
+  assert fast_conv.xla_compiler_options('gpu') is None
+  opts = fast_conv.xla_compiler_options('cpu')
+  if jax.default_backend() != 'cpu' or opts is None:
+    pytest.skip('XLA:CPU without the YNN fusion option')
+  assert opts == fast_conv.CPU_COMPILER_OPTIONS
+  x, kern, s, pad, g = _arrays(CASES[0])
+
+  def f(x, k):
+    y = fast_conv.conv2d(x, k, padding=pad, impl='xla')
+    return jnp.sum(y * y), y @ jnp.ones((y.shape[-1], 8))      # conv, reduce, dot
+  fn = jax.value_and_grad(lambda x, k: f(x, k)[0], argnums=(0, 1))
+  ours = jax.jit(fn, compiler_options=opts).lower(x, kern).compile()
+  assert 'convolution' not in _ynn_fused_ops(ours.as_text())
+  (v, (dx, dk)), (v_ref, (dx_ref, dk_ref)) = ours(x, kern), jax.jit(fn)(x, kern)
+  np.testing.assert_allclose(v, v_ref, rtol=1e-6)
+  np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5)
+
+
+# The whole train step with and without these options:
+# tests/test_train_step.py::test_cpu_conv_kernels_give_the_same_step.

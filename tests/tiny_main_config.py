@@ -1,4 +1,10 @@
-"""tiny_config as a config file for `python -m cosnet_jax.main` in tests."""
+"""tiny_config as a config file for `python -m cosnet_jax.main` in tests.
+
+The schedule and optimizer are tiny_run's (6 steps, lr 3e-3), so an
+in-process run of this config reuses the train step the session compiled for
+tiny_run; `max_steps_per_run` stops it after 3 steps (exit status 0). No
+validation split and no stage 2: these runs only compare training steps.
+"""
 import pathlib
 import sys
 
@@ -8,8 +14,9 @@ from tiny_config import tiny_config  # pylint: disable=g-import-not-at-top,wrong
 
 def get_config():
   c = tiny_config('')
+  c.optimizer.learning_rate = 3e-3
   c.refine.num_steps = 0
   c.eval.final_split = ''
-  c.train.num_steps = 3
-  c.train.eval_every = 1000
+  c.data.val_split = ''
+  c.train.max_steps_per_run = 3
   return c

@@ -147,3 +147,23 @@ def test_sigterm_saves_a_checkpoint_before_exiting(full_run, tfds_dir, tmp_path,
     loop.train_and_evaluate(config, str(tmp_path))
   latest = pathlib.Path(tmp_path) / 'checkpoints' / 'stage1' / 'latest'
   assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ['2']
+
+
+def test_init_from_another_run_starts_from_its_best_stage1(full_run, tfds_dir, tmp_path):
+  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
+  workdir, _ = full_run
+  config = tiny_config(tfds_dir)
+  config.optimizer.learning_rate = 3e-3
+  config.model.init_from = str(workdir)
+  mesh = steps_lib.make_mesh()
+  _, stage = loop.build_stage1(config, tmp_path, mesh, data_lib.dataset_info(config.data))
+  best, _, _ = inference.load_variables(workdir, 'best')
+  got = jax.device_get({'params': stage.state.params, 'batch_stats': stage.state.batch_stats})
+  for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(a, b)
+  assert int(jax.device_get(stage.state.step)) == 0      # a new run, fresh optimizer
+  config.model.init_from = str(tmp_path / 'nothing_here')
+  with pytest.raises(config_checks.ConfigError, match='init_from'):
+    loop.build_stage1(config, tmp_path / 'other', mesh, data_lib.dataset_info(config.data))

@@ -23,6 +23,7 @@ from cosnet_jax import data as data_lib
 from cosnet_jax import models
 from cosnet_jax.evaluation import metrics as metrics_lib
 from cosnet_jax.evaluation import tiling
+from cosnet_jax.models import fast_conv
 from cosnet_jax.train.checkpoint import StageCheckpoints
 
 
@@ -54,6 +55,8 @@ def load_variables(workdir: str | pathlib.Path, checkpoint: str | int = 'best'
     (stage1 variables, stage2 variables or None, {'stage1': step, 'stage2': step}).
   """
   root = pathlib.Path(workdir) / 'checkpoints'
+  if not (root / 'stage1').is_dir():   # checked first: the managers would create it
+    raise CheckpointNotFoundError(f'no checkpoint to load in {root}: no stage1 folder')
   s1 = StageCheckpoints(root / 'stage1')
   s2 = StageCheckpoints(root / 'stage2')
   try:
@@ -84,7 +87,7 @@ class Segmenter:
     self.refine_vars = None if refine_vars is None else jax.device_put(refine_vars)
     self.max_side, self.tile, self.overlap = max_side, tile, overlap
     self.multiple = int(config.data.pad_multiple)
-    self._forward = jax.jit(self._maps)
+    self._forward = jax.jit(self._maps, compiler_options=fast_conv.xla_compiler_options())
 
   @classmethod
   def from_workdir(cls, workdir: str | pathlib.Path, checkpoint: str | int = 'best',

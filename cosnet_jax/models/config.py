@@ -80,6 +80,8 @@ def default_model_config(name: str = 'cosnet_small') -> ml_collections.ConfigDic
   cfg.dtype = 'float32'          # compute dtype of convs: 'float32' | 'bfloat16'
   cfg.remat = False              # rematerialise encoder / decoder blocks
   cfg.pretrained = ''            # path of resnest50-528c19ca.pth (or .npz); '' = none
+  cfg.init_from = ''             # workdir of an earlier run of the same model: stage 1
+                                 # starts from its best stage-1 checkpoint ('' = none)
   cfg.stem_width = config_dict.placeholder(int)
   cfg.stage_widths = config_dict.placeholder(tuple)
   cfg.stage_blocks = config_dict.placeholder(tuple)

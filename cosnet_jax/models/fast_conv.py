@@ -1,12 +1,23 @@
-"""2-D convolutions whose gradients run fast on CPU (same numbers as `lax.conv`).
+"""Fast CPU convolutions: XLA:CPU compile options, and an im2col conv formulation.
 
-On the XLA CPU backend (jax 0.10) the forward convolution and its input
-gradient run near the machine's matmul speed, but two cases do not:
+1. `xla_compiler_options(platform)`: what the train / eval steps should pass
+   to `jax.jit(..., compiler_options=...)`. On CPU it keeps convolutions on
+   XLA's own (Eigen) kernels instead of YNNPACK, whose kernel gradients run at
+   3-40 % of the matmul speed (Eigen: 25-100 %). Measured on the CPU model's
+   train step: 0.77x the step time, same numbers (experiments/perf_notes.md).
+   `CPU_XLA_FLAG` is the same setting as an XLA_FLAGS entry.
 
-* the kernel gradient (a "convolution" whose window is the whole image) runs
-  at 1-10 % of the matmul speed;
-* grouped convolutions (`feature_group_count` > 1) are 10-100x slower than a
-  dense convolution of the same size in every direction.
+2. `conv2d(impl='im2col')` / `Conv`: an alternative formulation of the conv
+   (below). It computes the same function as `lax.conv` but measured no faster
+   than (1) inside the train step, so the model does not use it; kept, tested,
+   for backends where the kernel gradient is the bottleneck.
+
+Why (XLA:CPU with its default YNNPACK convolutions, jax 0.10): the forward
+convolution and its input gradient run near the machine's matmul speed, but
+the kernel gradient (a "convolution" whose window is the whole image) runs at
+1-40 % of it, and grouped convolutions are 10-100x slower than a dense one of
+the same size in every direction (models/conv_bn.py runs those as dense convs
+on channel slices).
 
 `conv2d(..., impl='im2col')` computes the same function as `lax.conv` with:
 
@@ -29,6 +40,7 @@ Layouts: x [B, H, W, C_in] (NHWC), kernel [kh, kw, C_in // groups, C_out]
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -37,6 +49,36 @@ import jax.numpy as jnp
 from jax import lax
 
 IMPLS = ('xla', 'im2col')
+
+# YNNPACK fusion kinds to keep on CPU: all defaults except individual convolutions.
+CPU_COMPILER_OPTIONS = {
+    'xla_cpu_experimental_ynn_fusion_type':
+        'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
+}
+CPU_XLA_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
+# COSNET_CPU_CONV_KERNELS=ynnpack restores XLA's default (for A/B benchmarks).
+ENV_SWITCH = 'COSNET_CPU_CONV_KERNELS'
+_OPTIONS_OK: dict[str, bool] = {}
+
+
+def xla_compiler_options(platform: str | None = None) -> dict[str, str] | None:
+  """`compiler_options` for jax.jit on `platform` (default: jax's default backend).
+
+  CPU: CPU_COMPILER_OPTIONS, if this jaxlib accepts them (checked once with a
+  tiny compile; an XLA without the option gets None, i.e. its defaults).
+  Other platforms: None.
+  """
+  platform = platform or jax.default_backend()
+  if platform != 'cpu' or os.environ.get(ENV_SWITCH, 'xla') == 'ynnpack':
+    return None
+  if platform not in _OPTIONS_OK:
+    try:
+      jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(
+          jnp.zeros((2,), jnp.float32)).compile()
+      _OPTIONS_OK[platform] = True
+    except Exception:  # pylint: disable=broad-except
+      _OPTIONS_OK[platform] = False
+  return dict(CPU_COMPILER_OPTIONS) if _OPTIONS_OK[platform] else None
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 Padding = tuple[tuple[int, int], tuple[int, int]]

@@ -38,3 +38,11 @@ def init_fast(jitted: Any, *args: Any) -> Any:
   except Exception:  # pylint: disable=broad-except  # backend without that option
     return jitted(*args)
   return compiled(*args)
+
+
+def compile_fast(jitted: Any, *args: Any) -> Any:
+  """`jitted` compiled with FAST_COMPILE for `args`' shapes (reusable callable)."""
+  try:
+    return jitted.lower(*args).compile(compiler_options=FAST_COMPILE)
+  except Exception:  # pylint: disable=broad-except  # backend without that option
+    return jitted

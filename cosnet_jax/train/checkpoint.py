@@ -30,15 +30,27 @@ class StageCheckpoints:
     self._best_file = self.directory / 'best.json'
 
   # --------------------------------------------------------------- saving
+  @staticmethod
+  def _host(state: Any) -> Any:
+    """Single process: the state as host numpy arrays before saving.
+
+    Orbax saves replicated jax.Arrays leaf by leaf through its device-to-host
+    machinery, about 15 ms per leaf here (the tiny test model's ~800 leaves:
+    13 s; as numpy: 1.8 s). Restoring onto a sharded target gives jax.Arrays
+    with the target's shardings either way. Several processes keep jax.Arrays
+    (orbax then coordinates which process writes what).
+    """
+    return jax.device_get(state) if jax.process_count() == 1 else state
+
   def save_latest(self, step: int, state: Any) -> None:
     if step in self.latest.all_steps():
       return
-    self.latest.save(step, args=ocp.args.StandardSave(state))
+    self.latest.save(step, args=ocp.args.StandardSave(self._host(state)))
     self.latest.wait_until_finished()
 
   def save_best(self, step: int, state: Any, score: float, metric: str) -> None:
     if step not in self.best.all_steps():
-      self.best.save(step, args=ocp.args.StandardSave(state))
+      self.best.save(step, args=ocp.args.StandardSave(self._host(state)))
       self.best.wait_until_finished()
     if jax.process_index() == 0:
       tmp = self._best_file.with_suffix('.tmp')

@@ -91,7 +91,7 @@ def check_resume_compatible(config: ml_collections.ConfigDict,
     a, b = _get(saved, field), _get(current, field)
     if isinstance(a, dict) and isinstance(b, dict):
       for k in sorted(set(a) | set(b)):
-        if k != 'pretrained' and a.get(k) != b.get(k):
+        if k not in ('pretrained', 'init_from') and a.get(k) != b.get(k):
           diffs.append(f'{field}.{k}: saved {a.get(k)!r}, now {b.get(k)!r}')
     elif a != b:
       diffs.append(f'{field}: saved {a!r}, now {b!r}')

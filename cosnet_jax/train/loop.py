@@ -221,14 +221,17 @@ def stage_optimizer_cfg(config, stage_name):
   return config.optimizer if stage_name == 'stage1' else config.refine.optimizer
 
 
-def _init_state(create: Callable, rng, mesh):
+def _init_state(create: Callable, rng, mesh, cache_key: tuple):
   """Builds a replicated state on every device, identically on every process.
 
   Compiled with LLVM optimisations off: the ~200 RNG draws of the init take
-  minutes to optimise on CPU and run once (same values either way).
+  minutes to optimise on CPU and run once (same values either way). The
+  compiled init is kept for later runs in this process with the same
+  `cache_key` (sweeps, tests).
   """
-  return models.init_fast(
-      jax.jit(create, out_shardings=NamedSharding(mesh, P())), rng)
+  init = _cached('init', cache_key, lambda: models.compile_fast(
+      jax.jit(create, out_shardings=NamedSharding(mesh, P())), rng))
+  return init(rng)
 
 
 # Jitted functions are reused across train_and_evaluate calls in one process
@@ -265,17 +268,27 @@ def _stage2_fns(config, mesh, num_steps, model):
   return _cached('stage2', key, build)
 
 
+def initial_stage1_state(config, mesh, num_steps: int, shape=(32, 32)):
+  """The replicated initial stage-1 state of `config` (compiled init cached)."""
+  model, tx, _, _ = _stage1_fns(config, mesh, num_steps)
+  create = lambda rng: state_lib.create_train_state(rng, model, config, shape,
+                                                    num_steps, tx)
+  key = ('stage1', config.model.to_dict(), config.contrast.to_dict(),
+         config.optimizer.to_dict(), num_steps, [d.id for d in mesh.devices.flat])
+  return _init_state(create, jax.random.PRNGKey(config.seed), mesh, key)
+
+
 def build_stage1(config, workdir, mesh, info):
   shape = input_shape(config, info)
   num_steps = num_train_steps(config.train, info['num_examples'][config.data.train_split])
-  model, tx, train_fn, predict = _stage1_fns(config, mesh, num_steps)
-  create = lambda rng: state_lib.create_train_state(rng, model, config, shape,
-                                                    num_steps, tx)
-  state = _init_state(create, jax.random.PRNGKey(config.seed), mesh)
+  model, _, train_fn, predict = _stage1_fns(config, mesh, num_steps)
+  state = initial_stage1_state(config, mesh, num_steps, shape)
   ckpt = ckpt_lib.StageCheckpoints(workdir / 'checkpoints' / 'stage1')
   if ckpt.latest_step() is not None:
     state, step = ckpt.restore(state, 'latest')
     logging.info('[stage1] resumed from step %d', step)
+  elif config.model.get('init_from', ''):
+    state = _init_from_run(state, config.model.init_from, mesh)
   elif config.model.pretrained:
     variables = models.load_pretrained_resnest(
         {'params': jax.device_get(state.params),
@@ -287,6 +300,26 @@ def build_stage1(config, workdir, mesh, info):
       state=state, step_fn=train_fn,
       eval_vars=lambda s: ({'params': s.params, 'batch_stats': s.batch_stats},),
       predict_fn=predict, select_output='coarse', ckpt=ckpt)
+
+
+def _init_from_run(state, run_dir: str, mesh):
+  """Stage-1 params and BN statistics from the best stage-1 checkpoint of
+  another run (e.g. synthetic pre-training); optimizer and memory bank start fresh."""
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  try:
+    variables, _, used = inference.load_variables(run_dir, 'best')
+  except inference.CheckpointNotFoundError as e:
+    raise config_checks.ConfigError(f'config.model.init_from={run_dir!r}: {e}') from None
+  for key in ('params', 'batch_stats'):
+    want = jax.tree.map(lambda x: x.shape, jax.device_get(getattr(state, key)))
+    got = jax.tree.map(lambda x: x.shape, variables[key])
+    if want != got:
+      raise config_checks.ConfigError(
+          f'config.model.init_from={run_dir!r}: its {key} do not match this '
+          'config.model (a different model size?)')
+  logging.info('[stage1] initialised from %s (stage-1 step %s)', run_dir, used['stage1'])
+  return state.replace(params=steps_lib.replicate(variables['params'], mesh),
+                       batch_stats=steps_lib.replicate(variables['batch_stats'], mesh))
 
 
 def stage1_variables(state) -> dict:
@@ -304,7 +337,9 @@ def build_stage2(config, workdir, mesh, info, model, stage1_vars):
   refiner, tx, step_fn, predict = _stage2_fns(config, mesh, max(num_steps, 1), model)
   create = lambda rng: state_lib.create_refine_state(rng, refiner, config, shape,
                                                      max(num_steps, 1), tx)
-  state = _init_state(create, jax.random.PRNGKey(config.seed + 1), mesh)
+  key = ('stage2', config.model.to_dict(), config.refine.to_dict(), max(num_steps, 1),
+         id(model), [d.id for d in mesh.devices.flat])
+  state = _init_state(create, jax.random.PRNGKey(config.seed + 1), mesh, key)
   ckpt = ckpt_lib.StageCheckpoints(workdir / 'checkpoints' / 'stage2')
   if ckpt.latest_step() is not None:
     state, step = ckpt.restore(state, 'latest')

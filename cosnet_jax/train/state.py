@@ -71,6 +71,13 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict,
   return optax.chain(*parts)
 
 
+def _STEP0() -> jax.Array:  # pylint: disable=invalid-name
+  # A strongly typed int32 step: `.create` stores a Python 0, which jit sees as
+  # a weak type, while a restored checkpoint holds a plain int32; the
+  # mismatch made every resumed run compile its train step again.
+  return jnp.zeros((), jnp.int32)
+
+
 def create_train_state(rng: jax.Array, model, config: ml_collections.ConfigDict,
                        image_shape: tuple[int, int], num_steps: int,
                        tx: optax.GradientTransformation | None = None) -> TrainState:
@@ -98,7 +105,7 @@ def create_train_state(rng: jax.Array, model, config: ml_collections.ConfigDict,
       tx=tx or make_optimizer(config.optimizer, num_steps),
       bank_thick=init_memory_bank(k_thick, **bank_kwargs),
       bank_thin=init_memory_bank(k_thin, **bank_kwargs),
-      rng=k_state)
+      rng=k_state).replace(step=_STEP0())
 
 
 def create_refine_state(rng: jax.Array, refiner, config: ml_collections.ConfigDict,
@@ -114,4 +121,4 @@ def create_refine_state(rng: jax.Array, refiner, config: ml_collections.ConfigDi
       params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
       tx=tx or make_optimizer(config.refine.optimizer, num_steps),
-      rng=k_state)
+      rng=k_state).replace(step=_STEP0())

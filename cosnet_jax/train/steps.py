@@ -21,6 +21,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cosnet_jax import contrast as contrast_lib
+from cosnet_jax.models import fast_conv
 from cosnet_jax.train.state import RefineState, TrainState
 
 AXIS = 'data'
@@ -264,7 +265,10 @@ def _data_parallel(fn, mesh, in_specs, out_specs, donate=()):
   # the explicit psum / all_gather collectives above, as under pmap.
   mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
                          check_vma=False)
-  return jax.jit(mapped, donate_argnums=donate)
+  # On CPU, convolutions stay on XLA's own kernels rather than YNNPACK, whose
+  # kernel gradients are slow (models/fast_conv.py; same numbers, tested).
+  options = fast_conv.xla_compiler_options(mesh.devices.flat[0].platform)
+  return jax.jit(mapped, donate_argnums=donate, compiler_options=options)
 
 
 def build_train_step(model, config, mesh):
