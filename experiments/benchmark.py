@@ -126,7 +126,7 @@ def time_calls(fn, n: int, pair=None) -> tuple[list[float], list[float]]:
   for _ in range(n):
     if pair is not None:
       t = time.perf_counter()
-      pair()
+      _block(pair())
       ps.append(time.perf_counter() - t)
     t = time.perf_counter()
     _block(fn())

@@ -24,9 +24,16 @@ from typing import Optional
 
 import numpy as np
 
-from cosnet_jax.data import builders as builders_lib
 from cosnet_jax.data.errors import DataError, DatasetNotFoundError
 from cosnet_jax.data.preprocess import preprocess_u8
+
+
+def _builders():
+  """The TFDS builders module, imported on first use: code that builds
+  SplitArrays itself (e.g. a bare accelerator machine without
+  tensorflow_datasets) can use the pipeline without it."""
+  from cosnet_jax.data import builders  # pylint: disable=g-import-not-at-top
+  return builders
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +41,9 @@ log = logging.getLogger(__name__)
 def parse_name(name: str) -> tuple[str, Optional[str]]:
   """'octa500/3m_ilm_opl_largevessel' -> ('octa500', '3m_ilm_opl_largevessel')."""
   base, _, config = name.partition('/')
-  if base not in builders_lib.BUILDERS:
+  if base not in _builders().BUILDERS:
     raise DataError(f'Unknown dataset {name!r} (config.data.name); known: '
-                    + ', '.join(sorted(builders_lib.BUILDERS)))
+                    + ', '.join(sorted(_builders().BUILDERS)))
   return base, (config or None)
 
 
@@ -47,14 +54,14 @@ def tfds_base_dir(data_cfg) -> str:
 def _builder_and_dir(data_cfg):
   """(builder class, config name or object, data_dir) for ``data_cfg``."""
   base, config = parse_name(data_cfg.name)
-  cls = builders_lib.BUILDERS[base]
+  cls = _builders().BUILDERS[base]
   tfds_dir = tfds_base_dir(data_cfg)
   if base == 'synthetic_octa':
     if config:
       raise DataError(f'synthetic_octa takes no config ({data_cfg.name!r}); '
                       'set config.data.synthetic.* instead')
     s = data_cfg.synthetic
-    cfg_obj = builders_lib.synthetic_config(s.num_train, s.num_val, s.num_test, s.size, s.seed)
+    cfg_obj = _builders().synthetic_config(s.num_train, s.num_val, s.num_test, s.size, s.seed)
     registered = cls.builder_configs.get(cfg_obj.name)
     return cls, (cfg_obj.name if registered is not None else cfg_obj), tfds_dir
   if cls.BUILDER_CONFIGS:
@@ -94,7 +101,7 @@ def get_builder(data_cfg):
   """The prepared TFDS builder for ``data_cfg`` (prepares it on first use)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   cls, config, data_dir = _builder_and_dir(data_cfg)
-  root = data_cfg.root if cls is not builders_lib.SyntheticOcta else ''
+  root = data_cfg.root if cls is not _builders().SyntheticOcta else ''
   key = (cls.name, getattr(config, 'name', config), data_dir)
   with _LOCK:
     if key in _BUILDERS_CACHE:
