@@ -33,10 +33,11 @@ def _load(path: pathlib.Path) -> dict | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def collect(experiment: str) -> dict[str, list[tuple[int, dict, dict]]]:
+def collect(experiment: str, results: pathlib.Path = RESULTS
+            ) -> dict[str, list[tuple[int, dict, dict]]]:
   """row -> [(seed, metrics, run_info)] for one experiment folder."""
   rows: dict[str, list] = {}
-  folder = RESULTS / experiment
+  folder = results / experiment
   for run in sorted(folder.glob('*-s*')):
     row, seed = run.name.rsplit('-s', 1)
     info = _load(run / 'run.json') or {}
@@ -66,8 +67,9 @@ def _row_line(label: str, runs: list) -> tuple[str, str]:
   return main, extra
 
 
-def table(experiment: str, names: dict | None = None) -> str:
-  rows = collect(experiment)
+def table(experiment: str, names: dict | None = None,
+          results: pathlib.Path = RESULTS) -> str:
+  rows = collect(experiment, results)
   if not rows:
     return ''
   names = names or {}

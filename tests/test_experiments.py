@@ -1,0 +1,50 @@
+"""experiments/summarize.py: tables from result folders (row d from row e's
+stage-1 metrics, seeds averaged, seed spread reported)."""
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+  spec = importlib.util.spec_from_file_location(name, ROOT / 'experiments' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _metrics(dice):
+  summary = {m: {'mean': 0.5, 'std': 0.1} for m in
+             ('auc', 'acc', 'sen', 'spe', 'dice', 'iou', 'kappa', 'fdr', 'gmean', 'cldice')}
+  summary['dice'] = {'mean': dice, 'std': 0.02}
+  return {'summary': summary, 'pooled': {}, 'per_image': []}
+
+
+def test_table_rows_seeds_and_row_d(tmp_path):
+  summarize = _load('summarize')
+  for tag, dice, coarse in (('e-s0', 0.80, 0.78), ('e-s1', 0.84, 0.80), ('a-s0', 0.70, None)):
+    run = tmp_path / 'octa500_3m' / tag
+    run.mkdir(parents=True)
+    (run / 'metrics.json').write_text(json.dumps(_metrics(dice)))
+    if coarse is not None:
+      (run / 'metrics_coarse.json').write_text(json.dumps(_metrics(coarse)))
+    (run / 'run.json').write_text(json.dumps({'wall_s': 600}))
+  rows = summarize.collect('octa500_3m', tmp_path)
+  assert sorted(rows) == ['a', 'd', 'e']
+  assert [r[1]['summary']['dice']['mean'] for r in rows['d']] == [0.78, 0.80]
+  text = summarize.table('octa500_3m', summarize.ROW_NAMES, tmp_path)
+  line_e = next(l for l in text.splitlines() if l.startswith('| (e)') and '±' in l)
+  assert '0.8200 ± 0.0200' in line_e                    # mean of the two seeds
+  spread = next(l for l in text.splitlines() if l.startswith('| (e)') and 's0:' in l)
+  assert '0.0283' in spread and '10.0' in spread         # stdev(0.80, 0.84); minutes
+
+
+def test_run_refuses_row_d_and_bad_set():
+  run = _load('run')
+  with pytest.raises(SystemExit, match='row e'):
+    run.main(['octa500_3m', '--row', 'd'])
+  with pytest.raises(SystemExit, match='key=value'):
+    run._parse_sets(['train.num_steps'])
