@@ -241,6 +241,7 @@ def run_synthetic_to_real(args) -> None:
 
 
 def main(argv=None) -> None:
+  global RESULTS  # pylint: disable=global-statement
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('experiment', choices=('octa500_3m', 'rossa', 'synthetic_to_real'))
@@ -253,9 +254,12 @@ def main(argv=None) -> None:
   p.add_argument('--test_split', default='val', help='rossa: split to report on')
   p.add_argument('--runs_dir', default=str(ROOT / 'runs' / 'experiments'),
                  help='where checkpoints go (not committed)')
+  p.add_argument('--results_dir', default=str(RESULTS),
+                 help='where the small results go (default experiments/results)')
   p.add_argument('--set', action='append', metavar='KEY=VALUE',
                  help='extra config override, e.g. --set train.num_steps=100')
   args = p.parse_args(argv)
+  RESULTS = pathlib.Path(args.results_dir).absolute()
   {'octa500_3m': run_octa500_3m, 'rossa': run_rossa,
    'synthetic_to_real': run_synthetic_to_real}[args.experiment](args)
 
