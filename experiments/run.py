@@ -77,10 +77,6 @@ ROW_HELP = {
 OVERLAYS_KEPT = 4
 
 
-def _fmt(v) -> str:
-  return str(v)
-
-
 def _cpu_name() -> str:
   try:
     for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
@@ -121,7 +117,7 @@ def _run(cmd: list[str], log: pathlib.Path) -> float:
 def _train_cmd(config: str, workdir: pathlib.Path, overrides: dict) -> list[str]:
   return ([sys.executable, '-m', 'cosnet_jax.main', f'--config={config}',
            f'--workdir={workdir}'] +
-          [f'--config.{k}={_fmt(v)}' for k, v in overrides.items()])
+          [f'--config.{k}={v}' for k, v in overrides.items()])
 
 
 def _eval_cmd(workdir, dataset, data_root, split) -> list[str]:

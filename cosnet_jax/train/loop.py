@@ -311,7 +311,7 @@ def _init_from_run(state, run_dir: str, mesh):
   except inference.CheckpointNotFoundError as e:
     raise config_checks.ConfigError(f'config.model.init_from={run_dir!r}: {e}') from None
   for key in ('params', 'batch_stats'):
-    want = jax.tree.map(lambda x: x.shape, jax.device_get(getattr(state, key)))
+    want = jax.tree.map(lambda x: x.shape, getattr(state, key))  # no host copy
     got = jax.tree.map(lambda x: x.shape, variables[key])
     if want != got:
       raise config_checks.ConfigError(
