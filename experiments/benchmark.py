@@ -22,7 +22,9 @@ subprocess measures:
 * infer_s_per_image: stage 1 + refinement on one 304x304 image (padded to
   the network multiple), batch = device count;
 * peak_rss_gb (ru_maxrss of the subprocess; includes compilation) and, on
-  accelerators, the device's peak_bytes_in_use.
+  accelerators, the device's peak_bytes_in_use; xla_*_gb: XLA's buffer plan
+  of the compiled step (`--compile_only` stops there: memory of a
+  configuration too slow to step, e.g. the paper model at batch 8 on a CPU).
 
 Full mode (not --quick) adds, for the CPU model: the time shares of data
 loading (`make_train_iterator`, no prefetch), contrastive sampling + loss,
@@ -226,6 +228,14 @@ def run_worker(args) -> dict:
   res['compile_s'] = time.perf_counter() - t
   res['executed_gflops_per_step'] = _flops(compiled.cost_analysis()) / 1e9
   res.update(memory_plan(compiled))
+  if args.compile_only:
+    # Memory only (e.g. the paper model at batch 8 on a CPU, where 12 steps
+    # would take an hour): XLA's buffer plan of the compiled step plus the
+    # process's peak RSS so far (init and compilation included).
+    res['xla_step_total_gb'] = sum(res.get(k, 0.0) for k in (
+        'xla_argument_gb', 'xla_output_gb', 'xla_temp_gb')) - res.get('xla_alias_gb', 0.0)
+    res['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return res
 
   holder = {'state': state}
 
@@ -384,6 +394,8 @@ def _worker_cmd(args, model, extra=()) -> list[str]:
     cmd += ['--remat', str(args.remat)]
   if args.no_pair:
     cmd.append('--no_pair')
+  if args.compile_only:
+    cmd.append('--compile_only')
   return cmd + list(extra)
 
 
@@ -455,6 +467,8 @@ def main(argv=None) -> None:
   ap.add_argument('--no_shares', action='store_true', help='skip the time shares')
   ap.add_argument('--no_pair', action='store_true', help='no matmul before each step')
   ap.add_argument('--timeout', type=float, default=3600.0, help='per subprocess, s')
+  ap.add_argument('--compile_only', action='store_true',
+                  help='compile and report the memory plan; no steps, no inference')
   ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
   ap.add_argument('--train_only', action='store_true', help=argparse.SUPPRESS)
   ap.add_argument('--model', default='cpu', help=argparse.SUPPRESS)

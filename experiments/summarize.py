@@ -7,7 +7,7 @@ per-image mean +- std over the evaluated images (the paper's convention). Rows
 with several seeds report the mean over seeds of those per-image means, the
 mean of the per-image stds, and separately each seed's Dice and the standard
 deviation of Dice across seeds (the seed spread that a difference between rows
-must exceed). Row d of octa500_3m is read from row e's metrics_coarse.json
+must exceed). Row d of octa500_3m* is read from row e's metrics_coarse.json
 (row e's stage 1 is row d).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ def collect(experiment: str, results: pathlib.Path = RESULTS
       continue
     rows.setdefault(row, []).append((int(seed), final, info))
     coarse = _load(run / 'metrics_coarse.json')
-    if experiment == 'octa500_3m' and row == 'e' and coarse is not None:
+    if experiment.startswith('octa500_3m') and row == 'e' and coarse is not None:
       rows.setdefault('d', []).append((int(seed), coarse, info))
   return rows
 
@@ -90,7 +90,7 @@ def main() -> None:
            'Per-image mean ± std over the evaluated images; rows with several seeds '
            'average the per-seed values. Threshold: per-image Otsu.', '']
   for exp in sorted(p.name for p in RESULTS.iterdir() if p.is_dir()):
-    t = table(exp, ROW_NAMES if exp == 'octa500_3m' else None)
+    t = table(exp, ROW_NAMES if exp.startswith('octa500_3m') else None)
     if t:
       parts.append(t)
   text = '\n'.join(parts)

@@ -48,3 +48,21 @@ def test_run_refuses_row_d_and_bad_set():
     run.main(['octa500_3m', '--row', 'd'])
   with pytest.raises(SystemExit, match='key=value'):
     run._parse_sets(['train.num_steps'])
+
+
+def test_accel_run_builds_run_py_config():
+  """experiments/accel_run.py trains exactly the config run.py would."""
+  accel, run = _load('accel_run'), _load('run')
+  job = accel.parse_job('lr:e:2:optimizer.learning_rate=2e-3,data.clahe=false')
+  assert job == {'name': 'lr', 'row': 'e', 'seed': 2,
+                 'sets': {'optimizer.learning_rate': '2e-3', 'data.clahe': 'false'}}
+  c, _ = accel.build_config(job['row'], job['seed'], job['sets'])
+  assert c.seed == 2 and c.optimizer.learning_rate == 2e-3 and c.data.clahe is False
+  assert c.train.num_steps == run.BUDGET['train.num_steps']
+  assert c.contrast.seg_loss == run.BUDGET['contrast.seg_loss']
+  a, _ = accel.build_config('a', 0, {})
+  assert a.contrast.weight == 0.0 and a.refine.num_steps == 0
+  with pytest.raises(SystemExit, match='train.no_such_field'):
+    accel.build_config('e', 0, {'train.no_such_field': '1'})
+  with pytest.raises(SystemExit, match='NAME:ROW:SEED'):
+    accel.parse_job('e:0')
