@@ -143,13 +143,7 @@ def run_job(job: dict, data_root: pathlib.Path, out: pathlib.Path, precision: st
             for i in range(len(arrays))]
 
   def predict(fn, variables, arrays, key):
-    probs = {}
-    for chunk, x in gpu.padded_batches(arrays, eval_size, 8):
-      o = np.asarray(fn(*variables, steps.shard_batch({'image': x}, mesh))[key])[..., 0]
-      for j, i in enumerate(chunk):
-        h, w = arrays.images[i].shape
-        probs[i] = o[j, :h, :w]
-    return probs
+    return gpu.predict(fn, variables, arrays, eval_size, 8, mesh, key)
 
   def train_stage(name, state, step_fn, num_steps, batch_size, seed, eval_fn, eval_vars, key,
                   deadline):

@@ -74,15 +74,15 @@ def padded_batches(arrays, size: int, batch: int):
     yield chunk, x
 
 
-def predict(eval_fn, variables, arrays, size, batch, mesh):
+def predict(eval_fn, variables: tuple, arrays, size, batch, mesh, key='coarse'):
+  """{image index: [h, w] probabilities} of output `key` of eval_fn(*variables, batch)."""
   from cosnet_jax.train import steps  # pylint: disable=g-import-not-at-top
   probs = {}
   for chunk, x in padded_batches(arrays, size, batch):
-    out = eval_fn(variables, steps.shard_batch({'image': x}, mesh))
-    coarse = np.asarray(out['coarse'])[..., 0]
+    out = np.asarray(eval_fn(*variables, steps.shard_batch({'image': x}, mesh))[key])[..., 0]
     for j, i in enumerate(chunk):
       h, w = arrays.images[i].shape
-      probs[i] = coarse[j, :h, :w]
+      probs[i] = out[j, :h, :w]
   return probs
 
 
@@ -145,7 +145,7 @@ def main(argv=None):
 
   def validate():
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    probs = predict(eval_step, variables, splits['val'], size, batch, mesh)
+    probs = predict(eval_step, (variables,), splits['val'], size, batch, mesh)
     dice = float(np.mean([metrics.image_metrics(
         probs[i], splits['val'].labels[i] & 1, None, threshold=c.eval.threshold)['dice']
         for i in probs]))
@@ -183,7 +183,7 @@ def main(argv=None):
 
   variables = steps.replicate(best['vars'], mesh)
   t = time.time()
-  probs = predict(eval_step, variables, splits['test'], size, batch, mesh)
+  probs = predict(eval_step, (variables,), splits['test'], size, batch, mesh)
   test = splits['test']
   per = [dict(id=test.ids[i], **metrics.image_metrics(probs[i], test.labels[i] & 1, None,
                                                        threshold=c.eval.threshold))
