@@ -31,15 +31,19 @@ def _threshold(value):
   return float(value)
 
 
-def run(workdir, *, split: str | None = None, checkpoint='best',
-        dataset: str | None = None, data_root: str | None = None,
-        threshold=None, batch_size: int | None = None, overlays: bool = True,
-        out_dir: str | None = None) -> dict:
-  """Evaluates the run in `workdir`; returns summaries and the markdown table.
+def predict_splits(workdir, splits, *, checkpoint='best',
+                   dataset: str | None = None, data_root: str | None = None,
+                   batch_size: int | None = None) -> dict:
+  """Predicts every image of each split with the run's checkpoints.
 
+  Args:
+    workdir: training workdir (config.json + checkpoints).
+    splits: split names; None entries mean the config's test split.
+    checkpoint, dataset, data_root, batch_size: as for `run`.
   Returns:
-    {'refined': summary, 'coarse': summary, 'out_dir': path, 'text': markdown,
-     'steps': checkpoint steps used}.
+    {'config': run config, 'data': data config used, 'outputs': ('coarse',)
+     or ('coarse', 'refined') (the last is the final output), 'steps':
+     checkpoint steps used, 'results': {split: runner.predict_split list}}.
   """
   workdir = pathlib.Path(workdir)
   config = inference.load_run_config(workdir)
@@ -49,9 +53,6 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
     data_cfg.name = dataset
   if data_root:
     data_cfg.root = data_root
-  split = split or data_cfg.test_split
-  thr = _threshold(threshold if threshold is not None else config.eval.threshold)
-  tolerance = int(config.eval.tolerance)
 
   mesh = steps_lib.make_mesh(jax.local_devices())
   model = models.build_cosnet(config.model, axis_name=steps_lib.AXIS)
@@ -67,10 +68,35 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
     predict = lambda batch: step_fn(s1, batch)
     outputs = ('coarse',)
   bs = runner.eval_batch_size(batch_size or config.eval.batch_size)
-  results = runner.predict_split(predict, data_cfg, split, mesh, batch_size=bs,
-                                 outputs=outputs)
-  if not results:
-    raise ValueError(f'split {split!r} of dataset {data_cfg.name!r} has no images')
+  results = {}
+  for split in splits:
+    split = split or data_cfg.test_split
+    results[split] = runner.predict_split(predict, data_cfg, split, mesh,
+                                          batch_size=bs, outputs=outputs)
+    if not results[split]:
+      raise ValueError(f'split {split!r} of dataset {data_cfg.name!r} has no images')
+  return {'config': config, 'data': data_cfg, 'outputs': outputs, 'steps': used,
+          'results': results}
+
+
+def run(workdir, *, split: str | None = None, checkpoint='best',
+        dataset: str | None = None, data_root: str | None = None,
+        threshold=None, batch_size: int | None = None, overlays: bool = True,
+        out_dir: str | None = None) -> dict:
+  """Evaluates the run in `workdir`; returns summaries and the markdown table.
+
+  Returns:
+    {'refined': summary, 'coarse': summary, 'out_dir': path, 'text': markdown,
+     'steps': checkpoint steps used}.
+  """
+  workdir = pathlib.Path(workdir)
+  pred = predict_splits(workdir, [split], checkpoint=checkpoint, dataset=dataset,
+                        data_root=data_root, batch_size=batch_size)
+  config, data_cfg, outputs, used = (pred['config'], pred['data'],
+                                     pred['outputs'], pred['steps'])
+  split, results = next(iter(pred['results'].items()))
+  thr = _threshold(threshold if threshold is not None else config.eval.threshold)
+  tolerance = int(config.eval.tolerance)
   final = outputs[-1]
   per = {o: [dict(id=r['id'], **metrics_lib.image_metrics(
       r[o], r['mask'], None, threshold=thr, tolerance=tolerance)) for r in results]
@@ -83,7 +109,7 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
       ids=[r['id'] for r in results],
       coarse=per['coarse'] if final != 'coarse' else None,
       coarse_probs=[r['coarse'] for r in results] if final != 'coarse' else None,
-      threshold=thr, tolerance=tolerance, overlays=overlays)
+      threshold=thr, tolerance=tolerance, overlays=overlays, label=final)
   text = (out / 'metrics.md').read_text()
   logging.info('evaluation of %s (%s, checkpoints %s) written to %s', workdir,
                name, used, out)

@@ -96,6 +96,8 @@ def _cpu_name() -> str:
 def _hardware() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   return {'cpu': _cpu_name(), 'cpu_count': os.cpu_count(),
+          # Cores this run may use (taskset / cgroup pinning), not the machine's.
+          'cpus_usable': len(os.sched_getaffinity(0)),
           'jax_backend': jax.default_backend(),
           'devices': [str(d) for d in jax.devices()],
           'xla_flags': os.environ.get('XLA_FLAGS', ''), 'jax': jax.__version__}
@@ -165,6 +167,22 @@ def _parse_sets(items: list[str]) -> dict:
   return out
 
 
+def _evaluate_finished(workdir: pathlib.Path, split: str, data_root: str) -> dict:
+  """--collect_only: evaluates a trained workdir on `split` (best checkpoints).
+
+  For a run whose training finished but whose final evaluation or collection
+  did not (a crash, a kill). The training wall time is then read from the
+  files: config.json is written when training starts, history.jsonl last
+  when it ends.
+  """
+  if not (workdir / 'config.json').is_file():
+    raise SystemExit(f'--collect_only: {workdir} holds no training run')
+  train_s = (workdir / 'history.jsonl').stat().st_mtime - (workdir / 'config.json').stat().st_mtime
+  eval_s = _run(_eval_cmd(workdir, OCTA500_NAME, data_root, split), workdir / 'experiment.log')
+  return {'wall_s': round(train_s + eval_s, 1), 'train_wall_s_from_files': round(train_s, 1),
+          'collected_after_the_run': True}
+
+
 def run_octa500_3m(args) -> None:
   row = args.row
   if row == 'd':
@@ -175,11 +193,14 @@ def run_octa500_3m(args) -> None:
   tag = f'{row}-s{args.seed}'
   workdir = pathlib.Path(args.runs_dir).absolute() / 'octa500_3m' / tag
   cmd = _train_cmd('configs/octa500_3m.py:cpu', workdir, overrides)
-  wall = _run(cmd, workdir / 'experiment.log')
-  info = {'experiment': 'octa500_3m', 'row': row, 'description': ROW_HELP[row],
-          'seed': args.seed, 'command': ' '.join(cmd[1:]), 'wall_s': round(wall, 1),
-          'hardware': _hardware(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
   split = overrides.get('data.test_split', 'test')
+  if args.collect_only:
+    info = _evaluate_finished(workdir, split, args.data_root or DEFAULT_OCTA500)
+  else:
+    info = {'wall_s': round(_run(cmd, workdir / 'experiment.log'), 1)}
+  info = {'experiment': 'octa500_3m', 'row': row, 'description': ROW_HELP[row],
+          'seed': args.seed, 'command': ' '.join(cmd[1:]), **info,
+          'hardware': _hardware(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
   _collect(workdir, f"{OCTA500_NAME.replace('/', '_')}-{split}",
            RESULTS / 'octa500_3m' / tag, info)
 
@@ -258,6 +279,9 @@ def main(argv=None) -> None:
                  help='where checkpoints go (not committed)')
   p.add_argument('--results_dir', default=str(RESULTS),
                  help='where the small results go (default experiments/results)')
+  p.add_argument('--collect_only', action='store_true',
+                 help='octa500_3m: evaluate and collect an already trained run '
+                      '(its final evaluation did not happen) instead of training')
   p.add_argument('--set', action='append', metavar='KEY=VALUE',
                  help='extra config override, e.g. --set train.num_steps=100')
   args = p.parse_args(argv)

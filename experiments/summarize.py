@@ -60,11 +60,21 @@ def _row_line(label: str, runs: list) -> tuple[str, str]:
   dice = [r[1]['summary']['dice']['mean'] for r in runs]
   seeds = ', '.join(f's{r[0]}: {d:.4f}' for r, d in zip(runs, dice))
   spread = f'{statistics.stdev(dice):.4f}' if len(dice) > 1 else '–'
-  wall = [r[2].get('wall_s') for r in runs if r[2].get('wall_s')]
-  minutes = f'{statistics.mean(wall) / 60:.1f}' if wall else '?'
+  minutes = ', '.join(_minutes(r) for r in runs)
   main = f'| {label} | ' + ' | '.join(cells) + ' |'
   extra = f'| {label} | {len(runs)} | {seeds} | {spread} | {minutes} |'
   return main, extra
+
+
+def _minutes(run) -> str:
+  """'s<seed>: <min>' of one run, '(1 core)' when it was pinned to fewer cores."""
+  seed, _, info = run
+  wall = info.get('wall_s')
+  text = f's{seed}: ' + (f'{wall / 60:.1f}' if wall else '?')
+  hw = info.get('hardware', {})
+  if hw.get('cpus_usable') and hw.get('cpu_count') and hw['cpus_usable'] < hw['cpu_count']:
+    text += f" ({hw['cpus_usable']} of {hw['cpu_count']} cores)"
+  return text
 
 
 def table(experiment: str, names: dict | None = None,
@@ -76,7 +86,7 @@ def table(experiment: str, names: dict | None = None,
   order = sorted(rows)
   out = [f'### {experiment}', '',
          '| row | ' + ' | '.join(HEAD) + ' |', '|---' * (len(HEAD) + 1) + '|']
-  extras = ['', '| row | seeds | Dice per seed | Dice std over seeds | train+eval min / run |',
+  extras = ['', '| row | seeds | Dice per seed | Dice std over seeds | train+eval minutes per seed |',
             '|---|---|---|---|---|']
   for row in order:
     main, extra = _row_line(names.get(row, row), sorted(rows[row], key=lambda r: r[0]))

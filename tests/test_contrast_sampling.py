@@ -50,7 +50,8 @@ def _scene():
   return labels, pred, valid, counts
 
 
-def _expected(counts, min_pixels, max_samples, max_views, total=None):
+def _expected(counts, min_pixels, max_samples, max_views, total=None,
+              hard_fraction=0.5):
   kept = {k: e + h > min_pixels for k, (e, h) in counts.items()}
   local = sum(kept.values())
   total = max(local if total is None else total, local)
@@ -60,7 +61,8 @@ def _expected(counts, min_pixels, max_samples, max_views, total=None):
     if not kept[k]:
       out[k] = (0, 0)
       continue
-    ht, et = n_view // 2, n_view - n_view // 2
+    ht = int(np.floor(n_view * hard_fraction))
+    et = n_view - ht
     if h < ht:
       hk = h
     elif e < et:
@@ -107,6 +109,29 @@ def test_counts_classes_and_hard_easy_split(total_classes):
     assert got.get(k, (0, 0)) == v, (k, got.get(k), v)
   assert int(np.sum(anchors.valid)) <= 200
   assert int(count_kept_classes(labels, valid, C, 10)) == 5
+
+
+@pytest.mark.parametrize('fraction', [0.0, 0.25, 1.0])
+def test_hard_fraction_moves_the_split(fraction):
+  labels, pred, valid, counts = _scene()
+  embed = _embed(np.random.default_rng(3), 3)
+  keys = jax.random.split(jax.random.PRNGKey(3), 3)
+  anchors = jax.jit(lambda e: sample_anchors(
+      e, labels, pred, valid, keys, hard_fraction=fraction, **KW))(embed)
+  got = _decode(anchors, labels, pred, valid)
+  want = _expected(counts, 10, 100, 50, hard_fraction=fraction)
+  for k, v in want.items():
+    assert got.get(k, (0, 0)) == v, (k, got.get(k), v)
+  if fraction == 0.0:   # easy first; hard only where easy runs short
+    assert got[(0, 1)] == (20, 0) and got[(2, 1)] == (5, 15)
+
+
+def test_hard_fraction_out_of_range_names_the_key():
+  labels, pred, valid, _ = _scene()
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  with pytest.raises(ValueError, match='contrast.hard_fraction'):
+    sample_anchors(_embed(np.random.default_rng(0), 3), labels, pred, valid,
+                   keys, hard_fraction=1.5, **KW)
 
 
 def test_hand_computed_numbers():

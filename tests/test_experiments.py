@@ -50,6 +50,23 @@ def test_run_refuses_row_d_and_bad_set():
     run._parse_sets(['train.num_steps'])
 
 
+def test_collect_only_names_a_missing_run(tmp_path):
+  run = _load('run')
+  with pytest.raises(SystemExit, match='holds no training run'):
+    run.main(['octa500_3m', '--row', 'a', '--seed', '7', '--collect_only',
+              '--runs_dir', str(tmp_path), '--results_dir', str(tmp_path / 'r')])
+
+
+def test_diagnose_border_band_and_bad_parts(tmp_path):
+  diagnose = _load('diagnose')
+  gt = pytest.importorskip('numpy').zeros((5, 6), bool)
+  gt[:, 2:4] = True                                   # a 2-pixel-wide vessel
+  band = diagnose._border_band(gt)
+  assert band[:, 1:5].all() and not band[:, [0, 5]].any()
+  with pytest.raises(SystemExit, match='unknown'):
+    diagnose.main([str(tmp_path), '--parts', 'fit,speed'])
+
+
 def test_accel_run_builds_run_py_config():
   """experiments/accel_run.py trains exactly the config run.py would."""
   accel, run = _load('accel_run'), _load('run')

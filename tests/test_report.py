@@ -109,6 +109,17 @@ def test_overlay_panels_colours(tmp_path):
   assert '| refined |' in md and '| coarse |' not in md
 
 
+def test_report_of_a_stage1_run_labels_its_row_coarse(tmp_path):
+  rng = np.random.default_rng(5)
+  gt = (rng.random((12, 12)) > 0.7).astype(np.float32)
+  prob = np.clip(gt * 0.6 + rng.random((12, 12)) * 0.4, 0, 1).astype(np.float32)
+  res = [dict(id='a', **M.image_metrics(prob, gt, None))]
+  R.write_report(tmp_path, res, images=[prob], gts=[gt], probs=[prob],
+                 overlays=False, label='coarse')
+  md = (tmp_path / 'metrics.md').read_text()
+  assert '| coarse |' in md and '| refined |' not in md
+
+
 def test_report_with_single_class_set_has_no_nan(tmp_path):
   z = np.zeros((8, 8), np.float32)
   results = M.evaluate_images([z, z], [z, z])

@@ -3,7 +3,7 @@
 Per (image, class) with more than `min_pixels` ground-truth pixels, anchors
 are drawn uniformly without replacement, half "hard" (gt = c, prediction != c)
 and half "easy" (gt = c, prediction = c), filling from the other kind when one
-runs short; per (image, class) `n_view = min(max_samples // total_classes,
+runs short (`hard_fraction` moves the split: 0.5 is the method, 0 easy-first); per (image, class) `n_view = min(max_samples // total_classes,
 max_views)` anchors (the authors' `_hard_anchor_sampling`). Unlike the authors
 nothing raises when both kinds are short: what exists is taken.
 """
@@ -48,7 +48,8 @@ def sample_anchors(embed: jax.Array, labels: jax.Array, pred: jax.Array,
                    valid: jax.Array, image_keys: jax.Array, *,
                    num_classes: int, max_samples: int, max_views: int,
                    min_pixels: int,
-                   total_classes: Optional[jax.Array] = None) -> Anchors:
+                   total_classes: Optional[jax.Array] = None,
+                   hard_fraction: float = 0.5) -> Anchors:
   """Samples anchors per (image, class) into fixed slots.
 
   Args:
@@ -67,6 +68,9 @@ def sample_anchors(embed: jax.Array, labels: jax.Array, pred: jax.Array,
       psum of `count_kept_classes`); None = counted on this batch. Values
       below the local count are raised to it, so that at most `max_samples`
       anchors are valid.
+    hard_fraction: static; share of each pair's `n_view` slots meant for hard
+      anchors, floor(n_view * hard_fraction) (0.5: the authors' half and
+      half). Either kind still fills the slots the other cannot.
 
   Returns:
     Anchors with M = N*C*max_views rows, ordered (image, class, slot); in each
@@ -74,6 +78,9 @@ def sample_anchors(embed: jax.Array, labels: jax.Array, pred: jax.Array,
   """
   n, h, w, d = embed.shape
   hw = h * w
+  if not 0.0 <= float(hard_fraction) <= 1.0:
+    raise ValueError(f'config.contrast.hard_fraction={hard_fraction}: expected a '
+                     'share in [0, 1]')
   if max_views > hw:
     raise ValueError(f'contrast.max_views={max_views} exceeds the {hw} pixels '
                      'of an image')
@@ -93,7 +100,8 @@ def sample_anchors(embed: jax.Array, labels: jax.Array, pred: jax.Array,
   total = jnp.maximum(jnp.asarray(total_classes, jnp.int32), local_total)
   total = jnp.maximum(total, 1)
   n_view = jnp.minimum(max_samples // total, max_views)
-  h_target = n_view // 2
+  h_target = jnp.floor(n_view.astype(jnp.float32) * float(hard_fraction)
+                       ).astype(jnp.int32)
   e_target = n_view - h_target
   h_keep = jnp.where(n_hard < h_target, n_hard,
                      jnp.where(n_easy < e_target,

@@ -277,7 +277,8 @@ def write_report(out_dir: str | os.PathLike,
                  coarse_probs: Sequence[np.ndarray] | None = None,
                  threshold: str | float = 'otsu',
                  tolerance: int = 0,
-                 overlays: bool = True) -> dict[str, dict[str, Any]]:
+                 overlays: bool = True,
+                 label: str = 'refined') -> dict[str, dict[str, Any]]:
   """Writes metrics.json, metrics_coarse.json, metrics.md, roc.png, overlays/.
 
   Args:
@@ -294,6 +295,8 @@ def write_report(out_dir: str | os.PathLike,
     threshold, tolerance: the settings `results` were computed with; the
       overlays binarise `probs` the same way.
     overlays: write overlays/<id>.png.
+    label: the final output's row name in metrics.md and the ROC legend
+      ('coarse' for a run without refinement, whose final output is stage 1).
   Returns:
     {'refined': summary, 'coarse': summary or None} (`metrics.summarize`).
   """
@@ -334,9 +337,11 @@ def write_report(out_dir: str | os.PathLike,
     tables['coarse'] = coarse_summary
     if coarse_curve is not None:
       curves['coarse'] = coarse_curve
-  tables['refined'] = refined
+  if label in tables:
+    raise ValueError(f'write_report: label {label!r} is also the coarse row')
+  tables[label] = refined
   if refined_curve is not None:
-    curves['refined'] = refined_curve
+    curves[label] = refined_curve
 
   thr_text = (f'Otsu per image' if isinstance(threshold, str)
               else f'{float(threshold):g}')

@@ -76,7 +76,8 @@ def _branch_contrast(embed, prob, target, valid, bank, keys, ccfg):
   anchors = contrast_lib.sample_anchors(
       embed, labels, pred, valid, keys, num_classes=2,
       max_samples=ccfg.max_samples, max_views=ccfg.max_views,
-      min_pixels=ccfg.min_pixels, total_classes=total_classes)
+      min_pixels=ccfg.min_pixels, total_classes=total_classes,
+      hard_fraction=float(ccfg.get('hard_fraction', 0.5)))
   feats, labs, oks = [], [], []
   if ccfg.use_memory:
     f, l, v = contrast_lib.bank_contrast_set(

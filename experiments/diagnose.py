@@ -1,0 +1,241 @@
+r"""Why does a trained run score what it scores? Three read-outs of one workdir.
+
+  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast]
+      [--out experiments/results/diagnose/NAME.json] [--train_images 30]
+
+fit        mean per-image Dice (Otsu) of the final and the stage-1 output on
+           the train, val and test splits: train ~ test means the model
+           under-fits (capacity / resolution / steps), train >> test over-fits.
+threshold  mean Dice on val for fixed thresholds 0.05..0.95 against per-image
+           Otsu; the threshold chosen on val is then applied to test (the only
+           fair use of test here).
+contrast   the stage-1 memory bank and anchors of each branch, from the LATEST
+           stage-1 checkpoint (the bank as training left it):
+           - bank: mean cosine within each class and across classes, for the
+             pixel and the segment queue;
+           - anchors on val (+ `--train_images` train images) at full size:
+             "hard" pixels per image and class (misclassified under the
+             per-image Otsu threshold, as in training), the InfoNCE loss of hard
+             and easy anchors against that bank (`pixel_contrast_loss`, the
+             training loss), and the share of hard pixels on the 1-pixel band
+             either side of the label border (against the share of all pixels
+             of the class on it).
+Nothing here trains or touches test for a decision: it reads checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
+SAMPLES_PER_GROUP = 200   # anchors per (image, class, hard/easy) for the loss
+
+
+def _mean_dice(results, output, threshold) -> float:
+  from cosnet_jax.evaluation import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  return float(np.mean([metrics_lib.image_metrics(
+      r[output], r['mask'], None, threshold=threshold)['dice'] for r in results]))
+
+
+def fit_and_threshold(workdir, parts, checkpoint) -> dict:
+  """The 'fit' and 'threshold' read-outs (one prediction pass per split)."""
+  from cosnet_jax import evaluate  # pylint: disable=g-import-not-at-top
+  splits = []
+  if 'fit' in parts:
+    splits.append('train')
+  splits += ['val', 'test']
+  pred = evaluate.predict_splits(workdir, splits, checkpoint=checkpoint)
+  outputs, res = pred['outputs'], pred['results']
+  final = outputs[-1]
+  out = {'checkpoint_steps': pred['steps'], 'final_output': final}
+  if 'fit' in parts:
+    out['fit'] = {o: {s: _mean_dice(res[s], o, 'otsu') for s in splits}
+                  for o in outputs}
+    out['fit']['num_images'] = {s: len(res[s]) for s in splits}
+  if 'threshold' in parts:
+    val = {o: {'otsu': _mean_dice(res['val'], o, 'otsu'),
+               **{f'{t:.2f}': _mean_dice(res['val'], o, t) for t in THRESHOLDS}}
+           for o in outputs}
+    best = {o: max(THRESHOLDS, key=lambda t, o=o: val[o][f'{t:.2f}']) for o in outputs}
+    out['threshold'] = {
+        'val_dice': val, 'chosen_on_val': best,
+        'test_dice_otsu': {o: _mean_dice(res['test'], o, 'otsu') for o in outputs},
+        'test_dice_at_chosen': {o: _mean_dice(res['test'], o, best[o]) for o in outputs}}
+  return out
+
+
+def _border_band(gt: np.ndarray) -> np.ndarray:
+  """bool [H, W]: pixels whose 4-neighbourhood holds the other class."""
+  pad = np.pad(gt, 1, mode='edge')
+  band = np.zeros_like(gt)
+  for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+    band |= pad[dy:dy + gt.shape[0], dx:dx + gt.shape[1]] != gt
+  return band
+
+
+def _bank_stats(bank) -> dict:
+  out = {'pixel_filled': np.asarray(bank.pixel_filled).tolist(),
+         'segment_filled': np.asarray(bank.segment_filled).tolist()}
+  for name in ('pixel_queue', 'segment_queue'):
+    q = np.asarray(getattr(bank, name), np.float64)       # [C, L, D]
+    out[name] = {'cos_within_background': float(np.mean(q[0] @ q[0].T)),
+                 'cos_within_vessel': float(np.mean(q[1] @ q[1].T)),
+                 'cos_across': float(np.mean(q[0] @ q[1].T))}
+  return out
+
+
+def contrast_readout(workdir, train_images: int) -> dict:
+  """The 'contrast' read-out (see the module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import contrast as contrast_lib  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import models  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.train.checkpoint import StageCheckpoints  # pylint: disable=g-import-not-at-top
+
+  workdir = pathlib.Path(workdir)
+  config = inference.load_run_config(workdir)
+  ccfg = config.contrast
+  ckpts = StageCheckpoints(workdir / 'checkpoints' / 'stage1')
+  try:
+    raw, step = ckpts.restore_raw('latest')
+  finally:
+    ckpts.close()
+  if 'bank_thick' not in raw:
+    raise ValueError(f'{workdir}: the stage-1 checkpoint holds no memory bank')
+  model = models.build_cosnet(config.model)
+  variables = {'params': raw['params'], 'batch_stats': raw['batch_stats']}
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False, with_embeddings=True))
+  classes = tuple(int(c) for c in ccfg.enqueue_classes)
+  loss_fn = jax.jit(lambda a, f, l, v: contrast_lib.pixel_contrast_loss(
+      a, f, l, v, temperature=ccfg.temperature,
+      base_temperature=ccfg.base_temperature))
+  rng = np.random.default_rng(0)
+  out = {'stage1_step': int(step), 'temperature': float(ccfg.temperature),
+         'weight': float(ccfg.weight), 'branches': {}}
+  for branch in ('thick', 'thin'):
+    bank = contrast_lib.MemoryBank(**{k: jnp.asarray(v)
+                                      for k, v in raw[f'bank_{branch}'].items()})
+    c_feat, c_lab, c_ok = contrast_lib.bank_contrast_set(bank, classes=classes)
+    per_split = {}
+    for split, limit in (('val', None), ('train', train_images)):
+      acc = {k: [] for k in ('hard_bg', 'hard_vessel', 'loss_hard_bg', 'loss_hard_vessel',
+                             'loss_easy_bg', 'loss_easy_vessel', 'hard_on_border',
+                             'vessel_on_border', 'bg_on_border')}
+      n = 0
+      for batch in data_lib.make_eval_batches(config.data, split, batch_size=2,
+                                              process_index=0, process_count=1):
+        o = jax.device_get(forward(variables, jnp.asarray(batch['image'])))
+        for i, image_id in enumerate(batch['id']):
+          if not image_id or (limit is not None and n >= limit):
+            continue
+          h, w = int(batch['height'][i]), int(batch['width'][i])
+          prob = o[branch][i, :h, :w, 0]
+          emb = o[f'embed_{branch}'][i, :h, :w].reshape(h * w, -1)
+          gt = batch[branch][i, :h, :w, 0] > 0.5
+          pred, _ = metrics_lib.binarize(prob, 'otsu')
+          band = _border_band(gt)
+          for c, cname in ((0, 'bg'), (1, 'vessel')):
+            is_c = gt if c else ~gt
+            hard, easy = is_c & (pred != bool(c)), is_c & (pred == bool(c))
+            acc[f'hard_{cname}'].append(int(hard.sum()))
+            acc[f'{cname}_on_border'].append(float(band[is_c].mean()))
+            for kind, m in (('hard', hard), ('easy', easy)):
+              idx = np.flatnonzero(m)
+              if not len(idx):
+                continue
+              idx = rng.choice(idx, min(len(idx), SAMPLES_PER_GROUP), replace=False)
+              anchors = contrast_lib.Anchors(
+                  feat=jnp.asarray(emb[idx]), label=jnp.full((len(idx),), c, jnp.int32),
+                  valid=jnp.ones((len(idx),), bool))
+              total, count = loss_fn(anchors, c_feat, c_lab, c_ok)
+              acc[f'loss_{kind}_{cname}'].append(float(total / count))
+          wrong = gt != pred
+          if wrong.any():
+            acc['hard_on_border'].append(float(band[wrong].mean()))
+          n += 1
+        if limit is not None and n >= limit:
+          break
+      per_split[split] = {'images': n, **{k: float(np.mean(v)) if v else None
+                                          for k, v in acc.items()}}
+    out['branches'][branch] = {'bank': _bank_stats(bank), 'anchors': per_split}
+  return out
+
+
+def _print(report: dict) -> None:
+  if 'fit' in report:
+    print('fit (mean per-image Dice, Otsu):')
+    for o, row in report['fit'].items():
+      if o != 'num_images':
+        print(f'  {o:8s} ' + '  '.join(f'{s} {d:.4f}' for s, d in row.items()))
+  if 'threshold' in report:
+    t = report['threshold']
+    for o in t['val_dice']:
+      v, best = t['val_dice'][o], t['chosen_on_val'][o]
+      print(f"threshold ({o}): val Otsu {v['otsu']:.4f}, best fixed "
+            f"{best:.2f} -> val {v['%.2f' % best]:.4f}; "
+            f"test Otsu {t['test_dice_otsu'][o]:.4f}, test at the val choice "
+            f"{t['test_dice_at_chosen'][o]:.4f}")
+  if 'contrast' in report:
+    c = report['contrast']
+    print(f"contrast (stage-1 step {c['stage1_step']}, T {c['temperature']}):")
+    for br, r in c['branches'].items():
+      b = r['bank']
+      print(f"  {br}: bank pixel queue cos within bg/vessel/across "
+            f"{b['pixel_queue']['cos_within_background']:.3f} / "
+            f"{b['pixel_queue']['cos_within_vessel']:.3f} / "
+            f"{b['pixel_queue']['cos_across']:.3f}; segment queue "
+            f"{b['segment_queue']['cos_within_background']:.3f} / "
+            f"{b['segment_queue']['cos_within_vessel']:.3f} / "
+            f"{b['segment_queue']['cos_across']:.3f}")
+      for split, a in r['anchors'].items():
+        f = lambda x: 'n/a' if x is None else f'{x:.3g}'
+        print(f"    {split} ({a['images']} images): hard px/image bg {f(a['hard_bg'])}, "
+              f"vessel {f(a['hard_vessel'])}; InfoNCE hard bg {f(a['loss_hard_bg'])}, "
+              f"hard vessel {f(a['loss_hard_vessel'])}, easy bg {f(a['loss_easy_bg'])}, "
+              f"easy vessel {f(a['loss_easy_vessel'])}; on the label border: hard "
+              f"{f(a['hard_on_border'])}, vessel {f(a['vessel_on_border'])}, bg "
+              f"{f(a['bg_on_border'])}")
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('workdir')
+  p.add_argument('--parts', default='fit,threshold,contrast')
+  p.add_argument('--checkpoint', default='best', help="for fit / threshold")
+  p.add_argument('--train_images', type=int, default=30,
+                 help='train images in the contrast read-out (besides val)')
+  p.add_argument('--out', default='', help='JSON file to write')
+  args = p.parse_args(argv)
+  parts = set(args.parts.split(','))
+  unknown = parts - {'fit', 'threshold', 'contrast'}
+  if unknown:
+    raise SystemExit(f'--parts: unknown {sorted(unknown)}; expected fit, threshold, contrast')
+  workdir = pathlib.Path(args.workdir)
+  if not (workdir / 'config.json').is_file():
+    raise SystemExit(f'{workdir}: not a training workdir (no config.json)')
+  report = {'workdir': str(workdir)}
+  if parts & {'fit', 'threshold'}:
+    report.update(fit_and_threshold(workdir, parts, args.checkpoint))
+  if 'contrast' in parts:
+    report['contrast'] = contrast_readout(workdir, args.train_images)
+  _print(report)
+  if args.out:
+    path = pathlib.Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + '\n')
+    print(f'written to {path}')
+
+
+if __name__ == '__main__':
+  main()
