@@ -163,6 +163,24 @@ def test_remat_keeps_parameter_names_and_differentiates():
   assert jax.tree.structure(grads) == jax.tree.structure(v_remat['params'])
 
 
+def test_full_res_skip_adds_exactly_its_parameters():
+  """model.full_res_width=F: a 3x3 conv (1 -> F) + BN of the image, concatenated
+  into rcb1 of both decoders (whose conv 3x3 and shortcut 1x1 gain F inputs)."""
+  count = lambda v: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(v['params']))
+  plain = _abstract_init(_model(), (1, 64, 64, 1))
+  f, head = 4, 8                                   # cosnet_tiny: head_width 8
+  skip_model = _model(full_res_width=f)
+  skip = _abstract_init(skip_model, (1, 64, 64, 1))
+  assert 'full_res_conv' not in plain['params']
+  assert skip['params']['full_res_conv']['kernel'].shape == (3, 3, 1, f)
+  assert count(skip) - count(plain) == 9 * f + 2 * f + 2 * (9 * f * head + f * head)
+  out = jax.eval_shape(lambda v, x: skip_model.apply(v, x, with_embeddings=True),
+                       skip, jax.ShapeDtypeStruct((2, 64, 64, 1), jnp.float32))
+  assert out['coarse'].shape == (2, 64, 64, 1) and out['embed_thin'].shape[:3] == (2, 64, 64)
+  with pytest.raises(ValueError, match='config.model.full_res_width'):
+    _model(full_res_width=-1)
+
+
 # ---- layers vs NumPy ---------------------------------------------------------------------
 
 

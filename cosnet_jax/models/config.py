@@ -16,6 +16,12 @@ Size fields:
   radix:        split-attention radix of the encoder (2 in ResNeSt).
   head_width:   channels of the last (full-resolution) decoder block of each
                 branch, the input of the segmentation and projection heads.
+
+Not part of COSNet (default off): `full_res_width` > 0 adds a 3x3 conv + BN +
+ReLU of the input image at full resolution whose output is concatenated into
+the last decoder block of both branches. COSNet's last block sees the image
+only through H/2 features; on OCTA-500 almost all errors of a trained model
+are one-pixel border placements (experiments/README.md).
 """
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ class ModelSpec:
   embed_dim: int
   dtype: str = 'float32'
   remat: bool = False
+  full_res_width: int = 0
 
   @property
   def stage_channels(self) -> tuple[int, ...]:
@@ -79,6 +86,7 @@ def default_model_config(name: str = 'cosnet_small') -> ml_collections.ConfigDic
   cfg.embed_dim = PRESETS[name]['embed_dim']
   cfg.dtype = 'float32'          # compute dtype of convs: 'float32' | 'bfloat16'
   cfg.remat = False              # rematerialise encoder / decoder blocks
+  cfg.full_res_width = 0         # > 0: full-resolution image skip (not COSNet; see above)
   cfg.pretrained = ''            # path of resnest50-528c19ca.pth (or .npz); '' = none
   cfg.init_from = ''             # workdir of an earlier run of the same model: stage 1
                                  # starts from its best stage-1 checkpoint ('' = none)
@@ -106,8 +114,11 @@ def resolve_model_config(model_cfg) -> ModelSpec:
   dtype = model_cfg.get('dtype', 'float32')
   if dtype not in DTYPES:
     raise ValueError(f'config.model.dtype={dtype!r}: expected one of {DTYPES}')
+  full_res = model_cfg.get('full_res_width', 0) or 0
+  if not isinstance(full_res, int) or full_res < 0:
+    raise ValueError(f'config.model.full_res_width={full_res!r}: expected an int >= 0')
   spec = ModelSpec(name=name, dtype=dtype, remat=bool(model_cfg.get('remat', False)),
-                   **values)
+                   full_res_width=full_res, **values)
   _check_spec(spec)
   return spec
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from cosnet_jax.models.config import ModelSpec, resolve_model_config
+from cosnet_jax.models.conv_bn import batch_norm, conv
 from cosnet_jax.models.decoder import ThickDecoder, ThinDecoder
 from cosnet_jax.models.heads import ProjectionHead, SegmentationHead
 from cosnet_jax.models.resnest import ResNeStEncoder
@@ -45,6 +46,7 @@ class COSNet(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   remat: bool = False
+  full_res_width: int = 0   # > 0: full-resolution image skip (not COSNet)
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool = False,
@@ -55,10 +57,18 @@ class COSNet(nn.Module):
     feats = ResNeStEncoder(self.stem_width, tuple(self.stage_widths),
                            tuple(self.stage_blocks), self.radix, remat=self.remat,
                            **kw, name='encoder')(x, train)
+    full = None
+    if self.full_res_width:
+      # One 3x3 conv of the grey image at full resolution, shared by both
+      # branches' last block (the encoder's first features are at H/2).
+      full = conv(self.full_res_width, 3, dtype=self.dtype, name='full_res_conv')(
+          image.astype(self.dtype))
+      full = nn.relu(batch_norm(train, axis_name=self.axis_name, dtype=self.dtype,
+                                name='full_res_bn')(full))
     d_thick = ThickDecoder(self.head_width, remat=self.remat, **kw,
-                           name='decoder_thick')(feats, train)
+                           name='decoder_thick')(feats, train, full)
     d_thin = ThinDecoder(self.head_width, remat=self.remat, **kw,
-                         name='decoder_thin')(feats, train)
+                         name='decoder_thin')(feats, train, full)
     thick_logits = SegmentationHead(self.dtype, name='seg_thick')(d_thick)
     thin_logits = SegmentationHead(self.dtype, name='seg_thin')(d_thin)
     thick = jax.nn.sigmoid(thick_logits)
@@ -77,7 +87,8 @@ def cosnet_from_spec(spec: ModelSpec, *, axis_name: str | None = None) -> COSNet
   return COSNet(stem_width=spec.stem_width, stage_widths=spec.stage_widths,
                 stage_blocks=spec.stage_blocks, radix=spec.radix,
                 head_width=spec.head_width, embed_dim=spec.embed_dim,
-                dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat)
+                dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat,
+                full_res_width=spec.full_res_width)
 
 
 def build_cosnet(model_cfg, *, axis_name: str | None = None) -> COSNet:

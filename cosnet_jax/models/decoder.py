@@ -10,6 +10,8 @@ Thin branch (shallow stages only):
   d2 = RCB(c0)(cat[x0, up(c0)(x2)])      H/2
   d1 = RCB(head)(up(c0)(d2))             H      -> [B, H, W, head_width]
 `up` is a 2x2 stride-2 transposed conv (+bias); RCB is the residual conv block.
+With a full-resolution feature map `full` [B, H, W, F] (model.full_res_width,
+not COSNet), d1 = RCB(head)(cat[up(c0)(d2), full]) in both branches.
 """
 from __future__ import annotations
 
@@ -67,6 +69,10 @@ class ResidualConvBlock(nn.Module):
     return nn.relu(y + shortcut)
 
 
+def _with_full(up: jax.Array, full: jax.Array | None) -> jax.Array:
+  return up if full is None else jnp.concatenate([up, full.astype(up.dtype)], axis=-1)
+
+
 def _blocks(remat: bool):
   if remat:
     return nn.remat(ResidualConvBlock, static_argnums=(2,))
@@ -81,7 +87,8 @@ class ThickDecoder(nn.Module):
   remat: bool = False
 
   @nn.compact
-  def __call__(self, feats: tuple[jax.Array, ...], train: bool) -> jax.Array:
+  def __call__(self, feats: tuple[jax.Array, ...], train: bool,
+               full: jax.Array | None = None) -> jax.Array:
     x0, x2, x3, x4, x5 = feats
     rcb = _blocks(self.remat)
     kw = dict(dtype=self.dtype, axis_name=self.axis_name)
@@ -91,7 +98,7 @@ class ThickDecoder(nn.Module):
       up = UpConv2x2(c, dtype=self.dtype, name=f'up{level}')(d)
       d = rcb(c, **kw, name=f'rcb{level}')(jnp.concatenate([skip, up], axis=-1), train)
     up = UpConv2x2(x0.shape[-1], dtype=self.dtype, name='up1')(d)
-    return rcb(self.head_width, **kw, name='rcb1')(up, train)
+    return rcb(self.head_width, **kw, name='rcb1')(_with_full(up, full), train)
 
 
 class ThinDecoder(nn.Module):
@@ -102,7 +109,8 @@ class ThinDecoder(nn.Module):
   remat: bool = False
 
   @nn.compact
-  def __call__(self, feats: tuple[jax.Array, ...], train: bool) -> jax.Array:
+  def __call__(self, feats: tuple[jax.Array, ...], train: bool,
+               full: jax.Array | None = None) -> jax.Array:
     x0, x2 = feats[0], feats[1]
     rcb = _blocks(self.remat)
     kw = dict(dtype=self.dtype, axis_name=self.axis_name)
@@ -110,4 +118,4 @@ class ThinDecoder(nn.Module):
     up = UpConv2x2(c0, dtype=self.dtype, name='up2')(x2)
     d = rcb(c0, **kw, name='rcb2')(jnp.concatenate([x0, up], axis=-1), train)
     up = UpConv2x2(c0, dtype=self.dtype, name='up1')(d)
-    return rcb(self.head_width, **kw, name='rcb1')(up, train)
+    return rcb(self.head_width, **kw, name='rcb1')(_with_full(up, full), train)
