@@ -38,10 +38,18 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 SAMPLES_PER_GROUP = 200   # anchors per (image, class, hard/easy) for the loss
 
 
-def _mean_dice(results, output, threshold) -> float:
+def _dice(prob, mask, threshold) -> float:
+  """Dice of one map, as `image_metrics` computes it, without its AUC and
+  clDice (the threshold sweep needs only Dice, 20 times per image)."""
   from cosnet_jax.evaluation import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  return float(np.mean([metrics_lib.image_metrics(
-      r[output], r['mask'], None, threshold=threshold)['dice'] for r in results]))
+  pred, _ = metrics_lib.binarize(prob, threshold)
+  counts = {k: int(np.count_nonzero(v))
+            for k, v in metrics_lib.confusion_maps(pred, mask).items()}
+  return metrics_lib.scores_from_counts(**counts)['dice']
+
+
+def _mean_dice(results, output, threshold) -> float:
+  return float(np.mean([_dice(r[output], r['mask'], threshold) for r in results]))
 
 
 def fit_and_threshold(workdir, parts, checkpoint) -> dict:
@@ -154,9 +162,14 @@ def contrast_readout(workdir, train_images: int) -> dict:
               if not len(idx):
                 continue
               idx = rng.choice(idx, min(len(idx), SAMPLES_PER_GROUP), replace=False)
+              # Padded to a fixed row count (invalid rows add nothing), so the
+              # loss compiles once rather than once per group size.
+              feat = np.zeros((SAMPLES_PER_GROUP, emb.shape[-1]), np.float32)
+              feat[:len(idx)] = emb[idx]
               anchors = contrast_lib.Anchors(
-                  feat=jnp.asarray(emb[idx]), label=jnp.full((len(idx),), c, jnp.int32),
-                  valid=jnp.ones((len(idx),), bool))
+                  feat=jnp.asarray(feat),
+                  label=jnp.full((SAMPLES_PER_GROUP,), c, jnp.int32),
+                  valid=jnp.arange(SAMPLES_PER_GROUP) < len(idx))
               total, count = loss_fn(anchors, c_feat, c_lab, c_ok)
               acc[f'loss_{kind}_{cname}'].append(float(total / count))
           wrong = gt != pred

@@ -4,7 +4,10 @@ import importlib.util
 import json
 import pathlib
 
+import numpy as np
 import pytest
+
+from cosnet_jax.evaluation.metrics import image_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -57,12 +60,18 @@ def test_collect_only_names_a_missing_run(tmp_path):
               '--runs_dir', str(tmp_path), '--results_dir', str(tmp_path / 'r')])
 
 
-def test_diagnose_border_band_and_bad_parts(tmp_path):
+def test_diagnose_border_band_dice_and_bad_parts(tmp_path):
   diagnose = _load('diagnose')
-  gt = pytest.importorskip('numpy').zeros((5, 6), bool)
+  gt = np.zeros((5, 6), bool)
   gt[:, 2:4] = True                                   # a 2-pixel-wide vessel
   band = diagnose._border_band(gt)
   assert band[:, 1:5].all() and not band[:, [0, 5]].any()
+  rng = np.random.default_rng(0)
+  mask = (rng.random((20, 20)) > 0.8).astype(np.float32)
+  prob = np.clip(mask * 0.5 + rng.random((20, 20)) * 0.5, 0, 1)
+  for thr in ('otsu', 0.4):                           # the sweep's Dice = the report's
+    assert diagnose._dice(prob, mask, thr) == pytest.approx(
+        image_metrics(prob, mask, None, threshold=thr)['dice'], abs=1e-12)
   with pytest.raises(SystemExit, match='unknown'):
     diagnose.main([str(tmp_path), '--parts', 'fit,speed'])
 

@@ -3,7 +3,8 @@
 Per (image, class) with more than `min_pixels` ground-truth pixels, anchors
 are drawn uniformly without replacement, half "hard" (gt = c, prediction != c)
 and half "easy" (gt = c, prediction = c), filling from the other kind when one
-runs short (`hard_fraction` moves the split: 0.5 is the method, 0 easy-first); per (image, class) `n_view = min(max_samples // total_classes,
+runs short (`hard_fraction` moves the split: 0.5 is the method, 0 easy
+first); per (image, class) `n_view = min(max_samples // total_classes,
 max_views)` anchors (the authors' `_hard_anchor_sampling`). Unlike the authors
 nothing raises when both kinds are short: what exists is taken.
 """
