@@ -295,3 +295,41 @@ def test_branch_loss_with_authors_bank_setting():
   assert float(sa) != pytest.approx(float(sb))
   with pytest.raises(ValueError, match='embedding dim'):
     contrast_branch_loss(embed[..., :4], prob, label, valid, bank, keys, cfg_b)
+
+
+@pytest.mark.parametrize('in_batch,use_memory', [(False, True), (True, True)])
+def test_branch_loss_over_devices_equals_one_device(in_batch, use_memory):
+  # The train step's form (axis_name, one shard of the batch per device):
+  # psummed sums and the gradient equal the one-call value on the whole batch.
+  from jax.sharding import Mesh, PartitionSpec as P
+  n_dev = 4
+  rng = np.random.default_rng(7)
+  embed = l2_normalize(jnp.asarray(rng.normal(size=(n_dev, H, W, D)), jnp.float32))
+  prob = jnp.asarray(rng.uniform(size=(n_dev, H, W)), jnp.float32)
+  label = jnp.asarray(rng.uniform(size=(n_dev, H, W)) < 0.3, jnp.float32)
+  valid = jnp.ones((n_dev, H, W), jnp.float32)
+  cfg = _small_cfg(in_batch=in_batch, use_memory=use_memory)
+  bank = init_memory_bank(jax.random.PRNGKey(0), num_classes=2,
+                          queue_len=cfg.queue_len, dim=D)
+  keys = jax.random.split(jax.random.PRNGKey(1), n_dev)
+
+  def one(e):
+    s, n, _ = contrast_branch_loss(e, prob, label, valid, bank, keys, cfg)
+    return s / n, n
+
+  mesh = Mesh(np.array(jax.devices()[:n_dev]), ('d',))
+
+  def per_device(e, p, l, v, k):
+    s, n, _ = contrast_branch_loss(e, p, l, v, bank, k, cfg, axis_name='d')
+    n = jax.lax.psum(n, 'd')
+    return jax.lax.psum(s, 'd') / n, n
+
+  spec = P('d')
+  mapped = jax.shard_map(per_device, mesh=mesh, in_specs=(spec,) * 5,
+                         out_specs=(P(), P()), check_vma=False)
+  many = lambda e: mapped(e, prob, label, valid, keys)
+  (v1, n1), g1 = jax.value_and_grad(one, has_aux=True)(embed)
+  (v4, n4), g4 = jax.jit(jax.value_and_grad(many, has_aux=True))(embed)
+  assert float(n1) == float(n4) > 0
+  np.testing.assert_allclose(float(v4), float(v1), rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(g4), np.asarray(g1), atol=1e-6)

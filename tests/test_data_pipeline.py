@@ -148,6 +148,27 @@ def test_process_shards_partition_the_split(syn_cfg):
     it.close()
 
 
+def test_rows_of_the_global_batch_equal_the_full_batch(syn_cfg):
+  # The train loop's multi-process form: every process builds only its rows
+  # of the one global stream; together they must be the full batch, value for
+  # value (same examples, same augmentation draws), also after a resume.
+  full = make_train_iterator(syn_cfg, global_batch_size=8, seed=5, process_index=0,
+                             process_count=1)
+  want = [full.batch(k) for k in (0, 3)]
+  full.close()
+  for lo, hi in ((0, 3), (3, 5), (5, 8)):
+    part = make_train_iterator(syn_cfg, global_batch_size=8, seed=5, process_index=0,
+                               process_count=1, rows=(lo, hi), start_step=3)
+    got, first = next(part), part.batch(0)
+    part.close()
+    for key in ('image', 'thick', 'thin', 'valid'):
+      np.testing.assert_array_equal(got[key], want[1][key][lo:hi])
+    np.testing.assert_array_equal(first['image'], want[0]['image'][lo:hi])
+  with pytest.raises(ValueError, match='rows'):
+    make_train_iterator(syn_cfg, global_batch_size=8, seed=5, process_index=0,
+                        process_count=1, rows=(4, 9))
+
+
 def test_batch_size_must_split_over_devices(syn_cfg, monkeypatch):
   import jax
   monkeypatch.setattr(jax, 'device_count', lambda: 4)

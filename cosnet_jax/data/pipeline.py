@@ -62,13 +62,18 @@ class TrainIterator:
   """Infinite iterator of training batches (see module doc); ``batch(k)`` is pure."""
 
   def __init__(self, data_cfg, arrays: source.SplitArrays, *, local_batch_size: int,
-               seed: int, start_step: int, process_index: int, out_hw: tuple[int, int]):
+               seed: int, start_step: int, process_index: int, out_hw: tuple[int, int],
+               rows: Optional[tuple[int, int]] = None):
     if len(arrays) == 0:
       raise DataError(f'Process {process_index} has no training example '
                       f'(split {data_cfg.train_split!r} of {data_cfg.name!r})')
     self._cfg = data_cfg
     self._arrays = arrays
     self._b = local_batch_size
+    lo, hi = (0, self._b) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= lo < hi <= self._b:
+      raise ValueError(f'rows {rows!r}: expected 0 <= start < stop <= {self._b}')
+    self._rows = (lo, hi)
     self._seed = int(seed)
     self._p = process_index
     self.out_hw = tuple(out_hw)
@@ -109,10 +114,12 @@ class TrainIterator:
     """Batch number ``step`` (pure function of seed and step).
 
     Returns:
-      dict: 'image', 'mask', 'thick', 'thin', 'valid' float32 [b, h, w, 1].
+      dict: 'image', 'mask', 'thick', 'thin', 'valid' float32 [r, h, w, 1]:
+      rows [start, stop) of the b-row batch (r = b unless ``rows`` was given).
     """
+    lo, hi = self._rows
     idx = self.example_indices(step)
-    args = [(step, j, int(i)) for j, i in enumerate(idx)]
+    args = [(step, j, int(idx[j])) for j in range(lo, hi)]
     if self._pool is not None:
       outs = list(self._pool.map(lambda a: self._one(*a), args))
     else:
@@ -184,13 +191,19 @@ class TrainIterator:
 
 def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int, start_step: int = 0,
                         process_index: Optional[int] = None,
-                        process_count: Optional[int] = None) -> TrainIterator:
+                        process_count: Optional[int] = None,
+                        rows: Optional[tuple[int, int]] = None) -> TrainIterator:
   """Infinite iterator of this process's training batches.
 
   Each batch: 'image' float32 [b, h, w, 1] in [0, 1] (CLAHE applied if on),
   'mask', 'thick', 'thin' float32 [b, h, w, 1] in {0, 1}, 'valid' float32
   [b, h, w, 1] (0 = padding / rotated in from outside), with b =
   global_batch_size // process_count and (h, w) = dataset_info()['train_size'].
+
+  ``rows=(start, stop)`` builds only those rows of each b-row batch, with the
+  values they have in the full batch (same example, same augmentation draw).
+  The train loop uses it with process_count=1 (the one global stream) so that
+  each process builds only its own rows of the global batch.
 
   Raises:
     ValueError: if global_batch_size is not a multiple of jax.device_count().
@@ -200,7 +213,8 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int, start_st
   info = source.dataset_info(data_cfg)
   arrays = source.load_split(data_cfg, data_cfg.train_split, p, n_proc)
   return TrainIterator(data_cfg, arrays, local_batch_size=b, seed=seed,
-                       start_step=start_step, process_index=p, out_hw=info['train_size'])
+                       start_step=start_step, process_index=p, out_hw=info['train_size'],
+                       rows=rows)
 
 
 def make_eval_batches(data_cfg, split: str, *, batch_size: int,

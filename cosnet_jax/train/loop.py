@@ -129,18 +129,17 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
   has_val = info['num_examples'].get(config.data.val_split, 0) > 0
   best = stage.ckpt.best_score()
   best = -math.inf if best is None else best
-  # Every process builds the same GLOBAL batch and feeds its own rows, so a
-  # step sees the same examples whatever the number of processes (the
-  # pipeline's per-process shards would give other batch compositions).
-  # TODO: build only the local rows (the pipeline's example_indices).
-  global_it = data_lib.make_train_iterator(
-      config.data, global_batch_size=stage.batch_size,
-      seed=config.seed + (0 if stage.name == 'stage1' else 1),
-      start_step=start_step, process_index=0, process_count=1)
+  # The batches come from ONE global stream (process_count=1), so a step
+  # sees the same examples whatever the number of processes (the pipeline's
+  # per-process shards would give other batch compositions); each process
+  # builds only its own rows of it.
   pc, pi = jax.process_count(), jax.process_index()
   local = stage.batch_size // pc
-  it = ({k: v[pi * local:(pi + 1) * local] for k, v in b.items()}
-        for b in global_it)
+  it = data_lib.make_train_iterator(
+      config.data, global_batch_size=stage.batch_size,
+      seed=config.seed + (0 if stage.name == 'stage1' else 1),
+      start_step=start_step, process_index=0, process_count=1,
+      rows=(pi * local, (pi + 1) * local))
   eval_bs = runner.eval_batch_size(config.eval.batch_size)
   pending, t_start, t_log, step = [], time.time(), time.time(), start_step
   log_images = 0

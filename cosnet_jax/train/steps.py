@@ -55,7 +55,7 @@ def _seg_loss_part(logits, target, valid, kind):
 
 
 def _branch_contrast(embed, prob, target, valid, bank, keys, ccfg):
-  """Pixel-contrast loss of one branch (this device's share) + its anchors.
+  """Pixel-contrast loss of one branch as this device's share of the global mean.
 
   Args:
     embed: [b, h, w, D] L2-normalised embeddings (gradient flows to anchors).
@@ -65,43 +65,8 @@ def _branch_contrast(embed, prob, target, valid, bank, keys, ccfg):
   Returns:
     (loss part, global number of valid anchors).
   """
-  prob, target, valid = prob[..., 0], target[..., 0], valid[..., 0] > 0
-  labels = (target > 0.5).astype(jnp.int32)
-  # Otsu per image on the detached probability map decides hard / easy.
-  thr = contrast_lib.otsu_threshold(lax.stop_gradient(prob), valid)
-  pred = (lax.stop_gradient(prob) > thr[:, None, None]).astype(jnp.int32)
-  kept = contrast_lib.count_kept_classes(labels, valid, num_classes=2,
-                                         min_pixels=ccfg.min_pixels)
-  total_classes = lax.psum(kept, AXIS)
-  anchors = contrast_lib.sample_anchors(
-      embed, labels, pred, valid, keys, num_classes=2,
-      max_samples=ccfg.max_samples, max_views=ccfg.max_views,
-      min_pixels=ccfg.min_pixels, total_classes=total_classes,
-      hard_fraction=float(ccfg.get('hard_fraction', 0.5)))
-  feats, labs, oks = [], [], []
-  if ccfg.use_memory:
-    f, l, v = contrast_lib.bank_contrast_set(
-        bank, classes=tuple(int(c) for c in ccfg.enqueue_classes))
-    feats.append(f), labs.append(l), oks.append(v)
-  self_index = None
-  if ccfg.in_batch:
-    # Anchors of the whole global batch, detached: they act like the memory
-    # (a fixed key set), so the gradient is the same for any device count.
-    g = lambda x: lax.all_gather(x, AXIS, tiled=True)
-    offset = sum(f.shape[0] for f in feats)
-    n_local = anchors.feat.shape[0]
-    self_index = offset + lax.axis_index(AXIS) * n_local + jnp.arange(n_local)
-    feats.append(lax.stop_gradient(g(anchors.feat)))
-    labs.append(g(anchors.label))
-    oks.append(g(anchors.valid))
-  if not feats:
-    raise ValueError('config contrast: use_memory and in_batch are both False; '
-                     'set contrast.weight=0 to train without contrast')
-  loss_sum, count = contrast_lib.pixel_contrast_loss(
-      anchors, jnp.concatenate(feats), jnp.concatenate(labs),
-      jnp.concatenate(oks), temperature=ccfg.temperature,
-      base_temperature=ccfg.base_temperature,
-      **({} if self_index is None else {'self_index': self_index}))
+  loss_sum, count, _ = contrast_lib.contrast_branch_loss(
+      embed, prob, target, valid, bank, keys, ccfg, axis_name=AXIS)
   return _global_mean_part(loss_sum, count), lax.psum(count, AXIS)
 
 
