@@ -232,7 +232,8 @@ def run_synthetic_to_real(args) -> None:
   train on OCTA-500 3M with the octa500_3m budget (row e)."""
   root = args.data_root or DEFAULT_OCTA500
   runs = pathlib.Path(args.runs_dir).absolute() / 'synthetic_to_real'
-  pre = runs / f'pretrain-s{args.seed}'
+  pre_seed = args.seed if args.pretrain_seed is None else args.pretrain_seed
+  pre = runs / f'pretrain-s{pre_seed}'
   if args.part == 'zero_shot':
     overrides = {**BUDGET, 'seed': args.seed, 'data.name': 'synthetic_octa',
                  'data.root': '', 'data.synthetic.num_train': 140,
@@ -250,14 +251,15 @@ def run_synthetic_to_real(args) -> None:
              RESULTS / 'synthetic_to_real' / f'zero_shot-s{args.seed}', info)
   else:
     if not (pre / 'checkpoints' / 'stage1').exists():
-      raise SystemExit(f'{pre}: no pre-trained run; run --part zero_shot first')
+      raise SystemExit(f'{pre}: no pre-trained run; run --part zero_shot '
+                       f'--seed {pre_seed} first')
     overrides = {**BUDGET, 'seed': args.seed, 'data.root': root,
                  'model.init_from': str(pre), **_parse_sets(args.set)}
     work = runs / f'finetune-s{args.seed}'
     cmd = _train_cmd('configs/octa500_3m.py:cpu', work, overrides)
     wall = _run(cmd, work / 'experiment.log')
     info = {'experiment': 'synthetic_to_real', 'part': 'finetune', 'seed': args.seed,
-            'command': ' '.join(cmd[1:]), 'wall_s': round(wall, 1),
+            'pretrain_seed': pre_seed, 'command': ' '.join(cmd[1:]), 'wall_s': round(wall, 1),
             'hardware': _hardware(), 'finished': time.strftime('%Y-%m-%d %H:%M:%S')}
     _collect(work, f"{OCTA500_NAME.replace('/', '_')}-test",
              RESULTS / 'synthetic_to_real' / f'finetune-s{args.seed}', info)
@@ -273,6 +275,9 @@ def main(argv=None) -> None:
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--part', default='zero_shot', choices=('zero_shot', 'finetune'),
                  help='synthetic_to_real part')
+  p.add_argument('--pretrain_seed', type=int, default=None,
+                 help='synthetic_to_real finetune: start from pretrain-s<this> instead '
+                      'of the same seed (separates fine-tuning seeds from pre-training)')
   p.add_argument('--data_root', default='', help='dataset folder (default ../shared/data/...)')
   p.add_argument('--test_split', default='val', help='rossa: split to report on')
   p.add_argument('--runs_dir', default=str(ROOT / 'runs' / 'experiments'),
