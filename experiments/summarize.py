@@ -8,7 +8,8 @@ with several seeds report the mean over seeds of those per-image means, the
 mean of the per-image stds, and separately each seed's Dice and the standard
 deviation of Dice across seeds (the seed spread that a difference between rows
 must exceed). Row d of octa500_3m* is read from row e's metrics_coarse.json
-(row e's stage 1 is row d).
+(row e's stage 1 is row d); in other experiments a run's metrics_coarse.json
+(its stage-1 output, where it has a stage 2) is the row '<row>, stage 1'.
 """
 from __future__ import annotations
 
@@ -46,8 +47,13 @@ def collect(experiment: str, results: pathlib.Path = RESULTS
       continue
     rows.setdefault(row, []).append((int(seed), final, info))
     coarse = _load(run / 'metrics_coarse.json')
-    if experiment.startswith('octa500_3m') and row == 'e' and coarse is not None:
-      rows.setdefault('d', []).append((int(seed), coarse, info))
+    if coarse is None:
+      continue
+    if experiment.startswith('octa500_3m'):
+      if row == 'e':
+        rows.setdefault('d', []).append((int(seed), coarse, info))
+    else:
+      rows.setdefault(f'{row}, stage 1', []).append((int(seed), coarse, info))
   return rows
 
 

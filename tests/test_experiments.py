@@ -45,6 +45,26 @@ def test_table_rows_seeds_and_row_d(tmp_path):
   assert '0.0283' in spread and '10.0' in spread         # stdev(0.80, 0.84); minutes
 
 
+def test_other_experiments_get_a_stage1_row(tmp_path):
+  summarize = _load('summarize')
+  for tag, dice, coarse in (('finetune-s0', 0.88, 0.89), ('finetune-s1', 0.86, 0.87)):
+    run = tmp_path / 'synthetic_to_real' / tag
+    run.mkdir(parents=True)
+    (run / 'metrics.json').write_text(json.dumps(_metrics(dice)))
+    (run / 'metrics_coarse.json').write_text(json.dumps(_metrics(coarse)))
+  rows = summarize.collect('synthetic_to_real', tmp_path)
+  assert sorted(rows) == ['finetune', 'finetune, stage 1']
+  assert [r[1]['summary']['dice']['mean'] for r in rows['finetune, stage 1']] == [0.89, 0.87]
+
+
+def test_finetune_names_the_missing_pretraining_seed(tmp_path):
+  run = _load('run')
+  with pytest.raises(SystemExit, match='--seed 3 first'):
+    run.main(['synthetic_to_real', '--part', 'finetune', '--seed', '1',
+              '--pretrain_seed', '3', '--runs_dir', str(tmp_path),
+              '--results_dir', str(tmp_path / 'r')])
+
+
 def test_run_refuses_row_d_and_bad_set():
   run = _load('run')
   with pytest.raises(SystemExit, match='row e'):
