@@ -15,7 +15,9 @@ def top_k_last_axis(x: jax.Array, k: int) -> Tuple[jax.Array, jax.Array]:
   in the indices (a `where` on NaN values, which never changes them) keeps
   both outputs alive and the pattern intact. (An optimization_barrier does
   the same in isolation but crashes XLA:CPU's TopkDecomposer inside the
-  train step's graph.)
+  train step's graph.) Consume each output whole: slicing it along a
+  leading axis (one top_k over stacked rows, then `idx[:, :, 0]`) broke the
+  pattern the same way in `sample_anchors` (a test checks its HLO).
   """
   values, indices = jax.lax.top_k(x, k)
   indices = jnp.where(jnp.isnan(values), jnp.zeros_like(indices), indices)
