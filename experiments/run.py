@@ -232,6 +232,9 @@ def run_synthetic_to_real(args) -> None:
   train on OCTA-500 3M with the octa500_3m budget (row e)."""
   root = args.data_root or DEFAULT_OCTA500
   runs = pathlib.Path(args.runs_dir).absolute() / 'synthetic_to_real'
+  if args.part == 'zero_shot' and args.pretrain_seed is not None:
+    raise SystemExit('--pretrain_seed applies to --part finetune; the zero_shot run '
+                     'is the pre-training of --seed')
   pre_seed = args.seed if args.pretrain_seed is None else args.pretrain_seed
   pre = runs / f'pretrain-s{pre_seed}'
   if args.part == 'zero_shot':

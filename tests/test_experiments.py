@@ -63,6 +63,9 @@ def test_finetune_names_the_missing_pretraining_seed(tmp_path):
     run.main(['synthetic_to_real', '--part', 'finetune', '--seed', '1',
               '--pretrain_seed', '3', '--runs_dir', str(tmp_path),
               '--results_dir', str(tmp_path / 'r')])
+  with pytest.raises(SystemExit, match='applies to --part finetune'):
+    run.main(['synthetic_to_real', '--part', 'zero_shot', '--pretrain_seed', '3',
+              '--runs_dir', str(tmp_path), '--results_dir', str(tmp_path / 'r')])
 
 
 def test_run_refuses_row_d_and_bad_set():
