@@ -2,18 +2,23 @@ r"""Paper configuration on OCTA-500 3M on one accelerator, with nothing but
 jax / flax / optax / numpy / scipy / scikit-image / matplotlib / ml_collections.
 
   python experiments/gpu_paper_octa500.py --data_root ../shared/data/OCTA500_3M \
-      --out runs/gpu_paper [--epochs 100] [--time_budget 240] [--dtype bfloat16]
+      --out runs/gpu_paper [--epochs 300] [--refine_epochs 300] \
+      [--time_budget 330] [--refine_time_budget 120] [--dtype bfloat16]
 
 For machines without tensorflow_datasets, clu or orbax (the lent GPU machines):
 it reads the flat `{train,val,test}/{image,label}` folders directly into the
 data layer's SplitArrays and uses the project's own TrainIterator (same CLAHE,
-augmentation and batches), train step (`train.steps.build_train_step`: the
-ResNeSt-50 COSNet with the global memory bank) and metrics. Model selection on
-val (coarse Dice, every --eval_every steps); the selected weights are kept in
-host memory, not checkpointed. Reports the stage-1 (coarse) output on test:
-metrics.json / metrics.md / roc.png in the same layout as cosnet_jax.evaluate,
-plus history.jsonl and run.json. `--time_budget` stops training early (the
-steps done are recorded) so the script ends inside a fixed device lease.
+augmentation and batches), train steps (`train.steps.build_train_step`: the
+ResNeSt-50 COSNet with the global memory bank; `build_refine_step`: the
+refinement stage with stage 1 frozen) and metrics. Model selection on val
+(Dice of the stage's output, every --eval_every steps); the selected weights
+are kept in host memory, not checkpointed. Stage 2 starts from the selected
+stage-1 weights. Reports on test, in the layout of cosnet_jax.evaluate:
+metrics.json (final output: 'refined', or 'coarse' with --refine_epochs 0),
+metrics_coarse.json, metrics.md, roc.png, plus history.jsonl and run.json.
+`--time_budget` / `--refine_time_budget` (seconds from the stage's first
+step, compilation included) stop a stage early (the steps done are recorded)
+so the script ends inside a fixed device lease.
 """
 from __future__ import annotations
 
@@ -86,14 +91,57 @@ def predict(eval_fn, variables: tuple, arrays, size, batch, mesh, key='coarse'):
   return probs
 
 
+def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
+                validate, hist):
+  """Runs `step_fn(state, batch) -> (state, metrics)` for up to num_steps.
+
+  Calls validate(step, state) every eval_every steps, at the end and when
+  time_budget (seconds since the first step was launched, compile included)
+  runs out. Returns (state, steps done, seconds, first-step seconds).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  t0 = time.time()
+  t_first, pending, step = None, [], 0
+  while step < num_steps:
+    state, m = step_fn(state, next(it))
+    step += 1
+    pending.append(m)
+    if step == 1:
+      jax.block_until_ready(m)
+      t_first = time.time() - t0
+      print(f'[{name}] first step (compile) {t_first:.1f} s', flush=True)
+    out_of_time = time.time() - t0 > time_budget
+    if step % 50 == 0 or step == num_steps or out_of_time:
+      ms = jax.device_get(pending)
+      pending = []
+      if any(x['finite'] < 1 for x in ms):
+        raise SystemExit(f'[{name}] non-finite loss before step {step}; the last '
+                         f'selected weights were not written (nothing to lose yet)')
+      hist.write(json.dumps({'stage': name, 'step': step,
+                             'loss': float(np.mean([x['loss'] for x in ms])),
+                             'elapsed_s': time.time() - t0}) + '\n')
+      hist.flush()
+    if step % eval_every == 0 or step == num_steps or out_of_time:
+      validate(step, state)
+    if out_of_time:
+      print(f'[{name}] time budget reached at step {step}/{num_steps}', flush=True)
+      break
+  return state, step, time.time() - t0, t_first
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument('--data_root', required=True)
   ap.add_argument('--out', required=True)
-  ap.add_argument('--epochs', type=float, default=100)
+  ap.add_argument('--epochs', type=float, default=100, help='stage-1 epochs')
+  ap.add_argument('--refine_epochs', type=float, default=0,
+                  help='stage-2 (refinement) epochs; 0 skips stage 2')
   ap.add_argument('--eval_every', type=int, default=250)
-  ap.add_argument('--time_budget', type=float, default=1e9, help='seconds of training')
+  ap.add_argument('--time_budget', type=float, default=1e9,
+                  help='seconds of stage-1 training (compile included)')
+  ap.add_argument('--refine_time_budget', type=float, default=1e9,
+                  help='seconds of stage-2 training (compile included)')
   ap.add_argument('--dtype', default='bfloat16')
   ap.add_argument('--model', default='', help='override config.model.name (tests)')
   ap.add_argument('--workers', type=int, default=8)
@@ -120,85 +168,113 @@ def main(argv=None):
   splits = {s: read_split(root, s, c.data) for s in ('train', 'val', 'test')}
   size = -(-max(max(i.shape) for i in splits['train'].images) // 32) * 32
   n_train = len(splits['train'])
-  batch = int(c.train.batch_size)
-  num_steps = int(round(args.epochs * n_train / batch))
+  batch, batch2 = int(c.train.batch_size), int(c.refine.batch_size)
+  num_steps = max(1, int(round(args.epochs * n_train / batch)))
+  num_steps2 = int(round(args.refine_epochs * n_train / batch2))
   print(f'devices {jax.devices()}; train {n_train} val {len(splits["val"])} test '
-        f'{len(splits["test"])}; {num_steps} steps of {batch} x {size}^2, '
+        f'{len(splits["test"])}; {num_steps} + {num_steps2} steps of {batch} x {size}^2, '
         f'{c.model.name} {args.dtype}', flush=True)
 
   mesh = steps.make_mesh()
+  replicated = NamedSharding(mesh, P())
+  hist = open(out / 'history.jsonl', 'w')
+
+  def iterator(batch_size, seed):
+    it = pipeline.TrainIterator(c.data, splits['train'], local_batch_size=batch_size,
+                                seed=seed, start_step=0, process_index=0,
+                                out_hw=(size, size))
+    return it, (steps.shard_batch(b, mesh) for b in it)
+
+  def selector(name, predict_fn, key):
+    """validate(step, state): val Dice of output `key`; keeps the best weights."""
+    best = {'dice': -1.0, 'step': 0, 'vars': None}
+
+    def validate(step, state):
+      variables = {'params': state.params, 'batch_stats': state.batch_stats}
+      fn, fn_vars = predict_fn(variables)
+      probs = predict(fn, fn_vars, splits['val'], size, batch, mesh, key)
+      dice = float(np.mean([metrics.image_metrics(
+          probs[i], splits['val'].labels[i] & 1, None, threshold=c.eval.threshold)['dice']
+          for i in probs]))
+      hist.write(json.dumps({'stage': name, 'step': step, 'val/dice': dice}) + '\n')
+      hist.flush()
+      print(f'[{name}] step {step}: val dice {dice:.4f}', flush=True)
+      if dice > best['dice']:
+        best.update(dice=dice, step=step, vars=jax.device_get(variables))
+    return best, validate
+
+  # ---- stage 1: COSNet with the global memory bank
   model = models.build_cosnet(c.model, axis_name=steps.AXIS)
   tx = state_lib.make_optimizer(c.optimizer, num_steps)
   create = lambda r: state_lib.create_train_state(r, model, c, (size, size), num_steps, tx)
-  state = models.init_fast(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
+  state = models.init_fast(jax.jit(create, out_shardings=replicated),
                            jax.random.PRNGKey(c.seed))
   train_step = steps.build_train_step(model, c, mesh)
   eval_step = steps.build_eval_step(model, mesh)
-  it = pipeline.TrainIterator(c.data, splits['train'], local_batch_size=batch,
-                              seed=c.seed, start_step=0, process_index=0,
-                              out_hw=(size, size))
-  hist = open(out / 'history.jsonl', 'w')
-  best = {'dice': -1.0, 'step': 0, 'vars': None}
-  t0 = time.time()
-  t_compile = None
-  step = 0
-
-  def validate():
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    probs = predict(eval_step, (variables,), splits['val'], size, batch, mesh)
-    dice = float(np.mean([metrics.image_metrics(
-        probs[i], splits['val'].labels[i] & 1, None, threshold=c.eval.threshold)['dice']
-        for i in probs]))
-    hist.write(json.dumps({'step': step, 'val/dice': dice,
-                           'elapsed_s': time.time() - t0}) + '\n')
-    hist.flush()
-    print(f'step {step}: val dice {dice:.4f}', flush=True)
-    if dice > best['dice']:
-      best.update(dice=dice, step=step, vars=jax.device_get(variables))
-
-  pending = []
-  while step < num_steps:
-    state, m = train_step(state, steps.shard_batch(next(it), mesh))
-    step += 1
-    pending.append(m)
-    if step == 1:
-      jax.block_until_ready(m)
-      t_compile = time.time() - t0
-      print(f'first step (compile) {t_compile:.1f} s', flush=True)
-    out_of_time = time.time() - t0 > args.time_budget
-    if step % 50 == 0 or step == num_steps or out_of_time:
-      ms = jax.device_get(pending)
-      pending = []
-      if any(x['finite'] < 1 for x in ms):
-        raise SystemExit(f'non-finite loss before step {step}')
-      hist.write(json.dumps({'step': step, 'loss': float(np.mean([x['loss'] for x in ms])),
-                             'elapsed_s': time.time() - t0}) + '\n')
-    if step % args.eval_every == 0 or step == num_steps or out_of_time:
-      validate()
-    if out_of_time:
-      print(f'time budget reached at step {step}/{num_steps}', flush=True)
-      break
-  train_s = time.time() - t0
+  best1, validate1 = selector('stage1', lambda v: (eval_step, (v,)), 'coarse')
+  it, batches = iterator(batch, c.seed)
+  state, done1, train1_s, first1_s = train_stage(
+      'stage1', train_step, state, batches, num_steps, eval_every=args.eval_every,
+      time_budget=args.time_budget, validate=validate1, hist=hist)
   it.close()
+  del state
+  stage1_vars = steps.replicate(best1['vars'], mesh)
 
-  variables = steps.replicate(best['vars'], mesh)
+  # ---- stage 2: refinement, stage 1 frozen at its selected weights
+  run2 = {}
+  if num_steps2 > 0:
+    refiner = models.build_refiner(c.refine.model, axis_name=steps.AXIS)
+    tx2 = state_lib.make_optimizer(c.refine.optimizer, num_steps2)
+    create2 = lambda r: state_lib.create_refine_state(r, refiner, c, (size, size),
+                                                      num_steps2, tx2)
+    state2 = jax.jit(create2, out_shardings=replicated)(jax.random.PRNGKey(c.seed + 1))
+    refine_step = steps.build_refine_step(model, refiner, c, mesh)
+    refine_eval = steps.build_refine_eval_step(model, refiner, mesh)
+    best2, validate2 = selector('stage2', lambda v: (refine_eval, (stage1_vars, v)),
+                                'refined')
+    it, batches = iterator(batch2, c.seed + 1)
+    state2, done2, train2_s, first2_s = train_stage(
+        'stage2', lambda s, b: refine_step(s, stage1_vars, b), state2, batches, num_steps2,
+        eval_every=args.eval_every, time_budget=args.refine_time_budget,
+        validate=validate2, hist=hist)
+    it.close()
+    run2 = {'refine_steps_planned': num_steps2, 'refine_steps_done': done2,
+            'refine_epochs_done': done2 * batch2 / n_train,
+            'refine_selected_step': best2['step'], 'refine_val_dice': best2['dice'],
+            'refine_first_step_s': first2_s, 'refine_train_s': train2_s}
+
+  # ---- test: the selected weights of each stage
   t = time.time()
-  probs = predict(eval_step, (variables,), splits['test'], size, batch, mesh)
   test = splits['test']
-  per = [dict(id=test.ids[i], **metrics.image_metrics(probs[i], test.labels[i] & 1, None,
-                                                       threshold=c.eval.threshold))
-         for i in range(len(test))]
-  report.write_report(out, per, images=[x.astype(np.float32) / 255 for x in test.images],
-                      gts=[(x & 1).astype(np.float32) for x in test.labels],
-                      probs=[probs[i] for i in range(len(test))], ids=test.ids,
-                      threshold=c.eval.threshold, overlays=False)
+  score = lambda probs: [dict(id=test.ids[i], **metrics.image_metrics(
+      probs[i], test.labels[i] & 1, None, threshold=c.eval.threshold))
+                         for i in range(len(test))]
+  coarse_probs = predict(eval_step, (stage1_vars,), test, size, batch, mesh)
+  coarse = score(coarse_probs)
+  kwargs = dict(images=[x.astype(np.float32) / 255 for x in test.images],
+                gts=[(x & 1).astype(np.float32) for x in test.labels], ids=test.ids,
+                threshold=c.eval.threshold, overlays=False)
+  if num_steps2 > 0:
+    refine_vars = steps.replicate(best2['vars'], mesh)
+    refined_probs = predict(refine_eval, (stage1_vars, refine_vars), test, size, batch,
+                            mesh, key='refined')
+    report.write_report(out, score(refined_probs),
+                        probs=[refined_probs[i] for i in range(len(test))],
+                        coarse=coarse, coarse_probs=[coarse_probs[i] for i in range(len(test))],
+                        **kwargs)
+  else:
+    report.write_report(out, coarse, probs=[coarse_probs[i] for i in range(len(test))],
+                        label='coarse', **kwargs)
   run = {'device': str(jax.devices()[0].device_kind), 'jax': jax.__version__,
          'model': c.model.name, 'dtype': args.dtype, 'batch': batch, 'input': size,
-         'steps_planned': num_steps, 'steps_done': step, 'epochs_done': step * batch / n_train,
-         'selected_step': best['step'], 'val_dice': best['dice'],
-         'first_step_s': t_compile, 'train_s': train_s,
-         'images_per_s_incl_eval': step * batch / train_s, 'test_eval_s': time.time() - t,
-         'total_s': time.time() - t_start, 'stage': 'stage 1 (coarse); no refinement',
+         'steps_planned': num_steps, 'steps_done': done1,
+         'epochs_done': done1 * batch / n_train,
+         'selected_step': best1['step'], 'val_dice': best1['dice'],
+         'first_step_s': first1_s, 'train_s': train1_s,
+         'images_per_s_incl_eval': done1 * batch / train1_s, **run2,
+         'test_eval_s': time.time() - t, 'total_s': time.time() - t_start,
+         'stage': ('stage 1 + refinement' if num_steps2 > 0
+                   else 'stage 1 (coarse); no refinement'),
          'command': ' '.join(sys.argv)}
   (out / 'run.json').write_text(json.dumps(run, indent=1) + '\n')
   print((out / 'metrics.md').read_text())

@@ -1,0 +1,74 @@
+"""experiments/gpu_paper_octa500.py end to end on a tiny model and folder.
+
+The script runs only on lent accelerators, where a failure costs scarce
+device time; this runs its real loop (both stages, selection, report) on CPU.
+"""
+import json
+import pathlib
+import sys
+
+import numpy as np
+from PIL import Image
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'experiments'))
+
+import gpu_paper_octa500  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _flat_folder(root: pathlib.Path, counts=(('train', 8), ('val', 2), ('test', 2))):
+  """{split}/{image,label}/<id>.png: bright lines (vessels) on noise, 64 x 64."""
+  rng = np.random.default_rng(0)
+  k = 0
+  for split, n in counts:
+    for sub in ('image', 'label'):
+      (root / split / sub).mkdir(parents=True)
+    for _ in range(n):
+      label = np.zeros((64, 64), np.uint8)
+      for _ in range(3):
+        if rng.random() < 0.5:
+          label[rng.integers(4, 60), :] = 255
+        else:
+          label[:, rng.integers(4, 60)] = 255
+      image = np.clip(rng.normal(60, 15, (64, 64)) + (label > 0) * 120, 0, 255)
+      Image.fromarray(image.astype(np.uint8)).save(root / split / 'image' / f'{k}.png')
+      Image.fromarray(label).save(root / split / 'label' / f'{k}.png')
+      k += 1
+
+
+def test_both_stages_select_on_val_and_report_on_test(tmp_path):
+  _flat_folder(tmp_path / 'data')
+  out = tmp_path / 'out'
+  gpu_paper_octa500.main([
+      '--data_root', str(tmp_path / 'data'), '--out', str(out), '--model', 'cosnet_tiny',
+      '--dtype', 'float32', '--epochs', '3', '--refine_epochs', '2', '--eval_every', '2',
+      '--workers', '1'])
+  run = json.loads((out / 'run.json').read_text())
+  # 8 training images, batch 8: one step per epoch
+  assert (run['steps_planned'], run['steps_done']) == (3, 3)
+  assert (run['refine_steps_planned'], run['refine_steps_done']) == (2, 2)
+  assert run['selected_step'] in (2, 3) and run['refine_selected_step'] == 2
+  assert run['stage'] == 'stage 1 + refinement'
+  hist = [json.loads(line) for line in (out / 'history.jsonl').read_text().splitlines()]
+  assert [(h['stage'], h['step']) for h in hist if 'val/dice' in h] == [
+      ('stage1', 2), ('stage1', 3), ('stage2', 2)]
+  refined = json.loads((out / 'metrics.json').read_text())
+  coarse = json.loads((out / 'metrics_coarse.json').read_text())
+  for summary in (refined, coarse):
+    text = json.dumps(summary)
+    assert 'dice' in text and 'NaN' not in text
+  assert '| refined' in (out / 'metrics.md').read_text()
+  assert (out / 'roc.png').stat().st_size > 0
+
+
+def test_time_budget_stops_a_stage_and_zero_refine_epochs_skip_stage2(tmp_path):
+  _flat_folder(tmp_path / 'data')
+  out = tmp_path / 'out'
+  gpu_paper_octa500.main([
+      '--data_root', str(tmp_path / 'data'), '--out', str(out), '--model', 'cosnet_tiny',
+      '--dtype', 'float32', '--epochs', '50', '--time_budget', '0', '--workers', '1'])
+  run = json.loads((out / 'run.json').read_text())
+  assert (run['steps_planned'], run['steps_done'], run['selected_step']) == (50, 1, 1)
+  assert 'refine_steps_done' not in run
+  assert run['stage'].startswith('stage 1 (coarse)')
+  assert '| coarse' in (out / 'metrics.md').read_text()
