@@ -97,7 +97,10 @@ def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
 
   Calls validate(step, state) every eval_every steps, at the end and when
   time_budget (seconds since the first step was launched, compile included)
-  runs out. Returns (state, steps done, seconds, first-step seconds).
+  runs out. A non-finite loss stops the stage (the step functions keep the
+  last finite state; it is validated, so what was selected is kept and the
+  run still reports). Returns (state, steps done, seconds, first-step
+  seconds, 'non-finite loss before step N' or None).
   """
   import jax  # pylint: disable=g-import-not-at-top
   t0 = time.time()
@@ -115,8 +118,11 @@ def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
       ms = jax.device_get(pending)
       pending = []
       if any(x['finite'] < 1 for x in ms):
-        raise SystemExit(f'[{name}] non-finite loss before step {step}; the last '
-                         f'selected weights were not written (nothing to lose yet)')
+        failure = f'non-finite loss before step {step}'
+        print(f'[{name}] {failure}: stopping this stage, keeping the selected '
+              f'weights', flush=True)
+        validate(step, state)
+        return state, step, time.time() - t0, t_first, failure
       hist.write(json.dumps({'stage': name, 'step': step,
                              'loss': float(np.mean([x['loss'] for x in ms])),
                              'elapsed_s': time.time() - t0}) + '\n')
@@ -126,7 +132,7 @@ def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
     if out_of_time:
       print(f'[{name}] time budget reached at step {step}/{num_steps}', flush=True)
       break
-  return state, step, time.time() - t0, t_first
+  return state, step, time.time() - t0, t_first, None
 
 
 def main(argv=None):
@@ -213,7 +219,7 @@ def main(argv=None):
   eval_step = steps.build_eval_step(model, mesh)
   best1, validate1 = selector('stage1', lambda v: (eval_step, (v,)), 'coarse')
   it, batches = iterator(batch, c.seed)
-  state, done1, train1_s, first1_s = train_stage(
+  state, done1, train1_s, first1_s, fail1 = train_stage(
       'stage1', train_step, state, batches, num_steps, eval_every=args.eval_every,
       time_budget=args.time_budget, validate=validate1, hist=hist)
   it.close()
@@ -233,7 +239,7 @@ def main(argv=None):
     best2, validate2 = selector('stage2', lambda v: (refine_eval, (stage1_vars, v)),
                                 'refined')
     it, batches = iterator(batch2, c.seed + 1)
-    state2, done2, train2_s, first2_s = train_stage(
+    state2, done2, train2_s, first2_s, fail2 = train_stage(
         'stage2', lambda s, b: refine_step(s, stage1_vars, b), state2, batches, num_steps2,
         eval_every=args.eval_every, time_budget=args.refine_time_budget,
         validate=validate2, hist=hist)
@@ -241,7 +247,8 @@ def main(argv=None):
     run2 = {'refine_steps_planned': num_steps2, 'refine_steps_done': done2,
             'refine_epochs_done': done2 * batch2 / n_train,
             'refine_selected_step': best2['step'], 'refine_val_dice': best2['dice'],
-            'refine_first_step_s': first2_s, 'refine_train_s': train2_s}
+            'refine_first_step_s': first2_s, 'refine_train_s': train2_s,
+            'refine_failure': fail2}
 
   # ---- test: the selected weights of each stage
   t = time.time()
@@ -271,7 +278,7 @@ def main(argv=None):
          'epochs_done': done1 * batch / n_train,
          'selected_step': best1['step'], 'val_dice': best1['dice'],
          'first_step_s': first1_s, 'train_s': train1_s,
-         'images_per_s_incl_eval': done1 * batch / train1_s, **run2,
+         'images_per_s_incl_eval': done1 * batch / train1_s, 'failure': fail1, **run2,
          'test_eval_s': time.time() - t, 'total_s': time.time() - t_start,
          'stage': ('stage 1 + refinement' if num_steps2 > 0
                    else 'stage 1 (coarse); no refinement'),

@@ -73,3 +73,31 @@ def test_time_budget_stops_a_stage_and_zero_refine_epochs_skip_stage2(tmp_path):
   assert 'refine_steps_done' not in run
   assert run['stage'].startswith('stage 1 (coarse)')
   assert '| coarse' in (out / 'metrics.md').read_text()
+
+
+def test_non_finite_loss_stops_the_stage_and_keeps_the_selection():
+  seen = []
+
+  def step_fn(state, batch):
+    del batch
+    return state + 1, {'loss': np.float32(0.5), 'finite': np.float32(state + 1 < 60)}
+
+  def validate(step, state):
+    seen.append((step, state))
+
+  class Hist:
+    lines = []
+
+    def write(self, line):
+      self.lines.append(line)
+
+    def flush(self):
+      pass
+
+  state, done, _, _, failure = gpu_paper_octa500.train_stage(
+      'stage1', step_fn, 0, iter(range(1000)), 1000, eval_every=25, time_budget=1e9,
+      validate=validate, hist=Hist())
+  # steps 51-100 are logged together at step 100, where the failure is seen
+  assert failure == 'non-finite loss before step 100'
+  assert (state, done) == (100, 100)
+  assert seen == [(25, 25), (50, 50), (75, 75), (100, 100)]
