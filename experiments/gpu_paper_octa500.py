@@ -91,6 +91,13 @@ def predict(eval_fn, variables: tuple, arrays, size, batch, mesh, key='coarse'):
   return probs
 
 
+def image_scores(probs: dict, arrays, threshold) -> list[dict]:
+  """Per-image metrics ({'id', 'dice', ...}) of {index: [h, w] probabilities}."""
+  from cosnet_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
+  return [dict(id=arrays.ids[i], **metrics.image_metrics(
+      probs[i], arrays.labels[i] & 1, None, threshold=threshold)) for i in sorted(probs)]
+
+
 def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
                 validate, hist):
   """Runs `step_fn(state, batch) -> (state, metrics)` for up to num_steps.
@@ -157,7 +164,7 @@ def main(argv=None):
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from cosnet_jax import models  # pylint: disable=g-import-not-at-top
   from cosnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.evaluation import metrics, report  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   from cosnet_jax.models.config import default_model_config  # pylint: disable=g-import-not-at-top
   from cosnet_jax.train import state as state_lib, steps  # pylint: disable=g-import-not-at-top
 
@@ -199,9 +206,8 @@ def main(argv=None):
       variables = {'params': state.params, 'batch_stats': state.batch_stats}
       fn, fn_vars = predict_fn(variables)
       probs = predict(fn, fn_vars, splits['val'], size, batch, mesh, key)
-      dice = float(np.mean([metrics.image_metrics(
-          probs[i], splits['val'].labels[i] & 1, None, threshold=c.eval.threshold)['dice']
-          for i in probs]))
+      dice = float(np.mean([r['dice'] for r in image_scores(
+          probs, splits['val'], c.eval.threshold)]))
       hist.write(json.dumps({'stage': name, 'step': step, 'val/dice': dice}) + '\n')
       hist.flush()
       print(f'[{name}] step {step}: val dice {dice:.4f}', flush=True)
@@ -253,9 +259,7 @@ def main(argv=None):
   # ---- test: the selected weights of each stage
   t = time.time()
   test = splits['test']
-  score = lambda probs: [dict(id=test.ids[i], **metrics.image_metrics(
-      probs[i], test.labels[i] & 1, None, threshold=c.eval.threshold))
-                         for i in range(len(test))]
+  score = lambda probs: image_scores(probs, test, c.eval.threshold)
   coarse_probs = predict(eval_step, (stage1_vars,), test, size, batch, mesh)
   coarse = score(coarse_probs)
   kwargs = dict(images=[x.astype(np.float32) / 255 for x in test.images],
@@ -283,6 +287,7 @@ def main(argv=None):
          'stage': ('stage 1 + refinement' if num_steps2 > 0
                    else 'stage 1 (coarse); no refinement'),
          'command': ' '.join(sys.argv)}
+  hist.close()
   (out / 'run.json').write_text(json.dumps(run, indent=1) + '\n')
   print((out / 'metrics.md').read_text())
   print(json.dumps(run, indent=1))
