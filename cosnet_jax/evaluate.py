@@ -4,6 +4,7 @@ r"""Evaluates a trained run on a dataset split and writes the report.
   python -m cosnet_jax.evaluate --workdir runs/o3m --checkpoint latest --split val
   python -m cosnet_jax.evaluate --workdir runs/o3m --dataset octa_folder \
       --data_root /path/to/folder --split test
+  python -m cosnet_jax.evaluate --workdir runs/o3m --tta flips   # mean of 4 mirrors
 
 By default the dataset the run was trained on is used. Writes
 `WORKDIR/eval/<dataset>-<split>/`: metrics.json (refined output),
@@ -20,6 +21,7 @@ from absl import app, flags, logging
 
 from cosnet_jax import models
 from cosnet_jax.evaluation import inference, report, runner
+from cosnet_jax.evaluation import tta as tta_lib
 from cosnet_jax.evaluation import metrics as metrics_lib
 from cosnet_jax.train import steps as steps_lib
 
@@ -31,22 +33,31 @@ def _threshold(value):
   return float(value)
 
 
+def tta_mode(config, tta: str | None) -> str:
+  """`tta`, or the run's `eval.tta` (configs older than the key: 'none')."""
+  return tta if tta is not None else config.eval.get('tta', 'none')
+
+
 def predict_splits(workdir, splits, *, checkpoint='best',
                    dataset: str | None = None, data_root: str | None = None,
-                   batch_size: int | None = None) -> dict:
+                   batch_size: int | None = None, tta: str | None = None) -> dict:
   """Predicts every image of each split with the run's checkpoints.
 
   Args:
     workdir: training workdir (config.json + checkpoints).
     splits: split names; None entries mean the config's test split.
-    checkpoint, dataset, data_root, batch_size: as for `run`.
+    checkpoint, dataset, data_root, batch_size, tta: as for `run`.
   Returns:
     {'config': run config, 'data': data config used, 'outputs': ('coarse',)
      or ('coarse', 'refined') (the last is the final output), 'steps':
-     checkpoint steps used, 'results': {split: runner.predict_split list}}.
+     checkpoint steps used, 'tta': the flip mode used,
+     'results': {split: runner.predict_split list}}.
   """
   workdir = pathlib.Path(workdir)
   config = inference.load_run_config(workdir)
+  key = 'tta' if tta is not None else 'eval.tta'
+  tta = tta_mode(config, tta)
+  tta_lib.check_mode(tta, key)
   s1_vars, s2_vars, used = inference.load_variables(workdir, checkpoint)
   data_cfg = ml_collections.ConfigDict(config.data.to_dict())
   if dataset:
@@ -72,18 +83,22 @@ def predict_splits(workdir, splits, *, checkpoint='best',
   for split in splits:
     split = split or data_cfg.test_split
     results[split] = runner.predict_split(predict, data_cfg, split, mesh,
-                                          batch_size=bs, outputs=outputs)
+                                          batch_size=bs, outputs=outputs, tta=tta)
     if not results[split]:
       raise ValueError(f'split {split!r} of dataset {data_cfg.name!r} has no images')
   return {'config': config, 'data': data_cfg, 'outputs': outputs, 'steps': used,
-          'results': results}
+          'tta': tta, 'results': results}
 
 
 def run(workdir, *, split: str | None = None, checkpoint='best',
         dataset: str | None = None, data_root: str | None = None,
         threshold=None, batch_size: int | None = None, overlays: bool = True,
-        out_dir: str | None = None) -> dict:
+        out_dir: str | None = None, tta: str | None = None) -> dict:
   """Evaluates the run in `workdir`; returns summaries and the markdown table.
+
+  `tta`: flip test-time augmentation ('none', 'hflip', 'flips'; default the
+  run's `eval.tta`, see `evaluation.tta`). With flips the report goes to
+  `eval/<dataset>-<split>-tta_<mode>/` unless `out_dir` says otherwise.
 
   Returns:
     {'refined': summary, 'coarse': summary, 'out_dir': path, 'text': markdown,
@@ -91,7 +106,7 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
   """
   workdir = pathlib.Path(workdir)
   pred = predict_splits(workdir, [split], checkpoint=checkpoint, dataset=dataset,
-                        data_root=data_root, batch_size=batch_size)
+                        data_root=data_root, batch_size=batch_size, tta=tta)
   config, data_cfg, outputs, used = (pred['config'], pred['data'],
                                      pred['outputs'], pred['steps'])
   split, results = next(iter(pred['results'].items()))
@@ -102,6 +117,8 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
       r[o], r['mask'], None, threshold=thr, tolerance=tolerance)) for r in results]
          for o in outputs}
   name = f"{data_cfg.name.replace('/', '_')}-{split}"
+  if pred['tta'] != 'none':
+    name += f"-tta_{pred['tta']}"
   out = pathlib.Path(out_dir) if out_dir else workdir / 'eval' / name
   summaries = report.write_report(
       out, per[final], images=[r['image'] for r in results],
@@ -115,7 +132,7 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
                name, used, out)
   return {'refined': summaries.get('refined'), 'coarse': summaries.get('coarse'),
           'out_dir': str(out), 'text': f'{name} ({len(results)} images)\n{text}',
-          'steps': used}
+          'steps': used, 'tta': pred['tta']}
 
 
 def main(argv):
@@ -130,7 +147,8 @@ def main(argv):
     result = run(flags.FLAGS.workdir, split=flags.FLAGS.split,
                  checkpoint=flags.FLAGS.checkpoint, dataset=flags.FLAGS.dataset,
                  data_root=flags.FLAGS.data_root, threshold=flags.FLAGS.threshold,
-                 batch_size=flags.FLAGS.batch_size, overlays=flags.FLAGS.overlays)
+                 batch_size=flags.FLAGS.batch_size, overlays=flags.FLAGS.overlays,
+                 tta=flags.FLAGS.tta)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -151,6 +169,8 @@ def define_flags():
   flags.DEFINE_string('threshold', None, "'otsu' or a float (default: the config's).")
   flags.DEFINE_integer('batch_size', None, 'Eval batch (default: the config\'s).')
   flags.DEFINE_bool('overlays', True, 'Write the per-image overlay PNGs.')
+  flags.DEFINE_enum('tta', None, sorted(tta_lib.MODES),
+                    "Flip test-time augmentation (default: the run's eval.tta).")
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@ r"""Segments vessels in any OCTA image(s) with a trained run.
   python -m cosnet_jax.predict --workdir runs/quickstart --input scan.png --output out/
   python -m cosnet_jax.predict --workdir runs/o3m --input folder/ --output out/ \
       --threshold 0.5
+  python -m cosnet_jax.predict ... --tta flips   # mean over 4 mirrored passes
 
 Inputs: png, bmp, tif/tiff, jpg; 8- or 16-bit; grayscale or RGB (converted to
 luminance); any size (padded to a multiple of 32, or tiled above 1024 pixels a
@@ -99,7 +100,7 @@ def main(argv):
     files = list_inputs(F.input)
     from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
     try:
-      segmenter = inference.Segmenter.from_workdir(F.workdir, F.checkpoint)
+      segmenter = inference.Segmenter.from_workdir(F.workdir, F.checkpoint, tta=F.tta)
     except FileNotFoundError as e:
       raise UsageError(str(e)) from None
   except UsageError as e:
@@ -124,6 +125,8 @@ def define_flags():
   flags.DEFINE_string('output', None, 'Output folder.')
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
   flags.DEFINE_string('threshold', 'otsu', "'otsu', '0.5' or any float in (0, 1).")
+  flags.DEFINE_enum('tta', None, ['none', 'hflip', 'flips'],
+                    "Flip test-time augmentation (default: the run's eval.tta).")
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
-r"""Why does a trained run score what it scores? Three read-outs of one workdir.
+r"""Why does a trained run score what it scores? Four read-outs of one workdir.
 
-  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast]
+  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta]
       [--out experiments/results/diagnose/NAME.json] [--train_images 30]
 
 fit        mean per-image Dice (Otsu) of the final and the stage-1 output on
@@ -20,6 +20,10 @@ contrast   the stage-1 memory bank and anchors of each branch, from the LATEST
              training loss), and the share of hard pixels on the 1-pixel band
              either side of the label border (against the share of all pixels
              of the class on it).
+tta        mean per-image Dice (Otsu) on val and test of every output without
+           and with flip test-time augmentation ('hflip': 2 passes, 'flips':
+           4; `cosnet_jax.evaluation.tta`), and the number of test images each
+           mode improves; whether to use it is read off val.
 Nothing here trains or touches test for a decision: it reads checkpoints.
 """
 from __future__ import annotations
@@ -77,6 +81,28 @@ def fit_and_threshold(workdir, parts, checkpoint) -> dict:
         'test_dice_otsu': {o: _mean_dice(res['test'], o, 'otsu') for o in outputs},
         'test_dice_at_chosen': {o: _mean_dice(res['test'], o, best[o]) for o in outputs}}
   return out
+
+
+def tta_readout(workdir, checkpoint) -> dict:
+  """The 'tta' read-out (see the module docstring)."""
+  from cosnet_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
+  out = {}
+  per_image = {}
+  for mode in tta_lib.MODES:
+    pred = evaluate.predict_splits(workdir, ['val', 'test'], checkpoint=checkpoint,
+                                   tta=mode)
+    res = pred['results']
+    out[mode] = {o: {s: _mean_dice(res[s], o, 'otsu') for s in ('val', 'test')}
+                 for o in pred['outputs']}
+    per_image[mode] = {o: [_dice(r[o], r['mask'], 'otsu') for r in res['test']]
+                       for o in pred['outputs']}
+  for mode in tta_lib.MODES:
+    if mode != 'none':
+      out[mode]['test_images_better'] = {
+          o: int(np.sum(np.array(d) > np.array(per_image['none'][o])))
+          for o, d in per_image[mode].items()}
+  return {'tta': out, 'tta_test_images': len(per_image['none']['coarse'])}
 
 
 def _border_band(gt: np.ndarray) -> np.ndarray:
@@ -198,6 +224,14 @@ def _print(report: dict) -> None:
             f"{best:.2f} -> val {v['%.2f' % best]:.4f}; "
             f"test Otsu {t['test_dice_otsu'][o]:.4f}, test at the val choice "
             f"{t['test_dice_at_chosen'][o]:.4f}")
+  if 'tta' in report:
+    n = report['tta_test_images']
+    for mode, r in report['tta'].items():
+      better = r.get('test_images_better', {})
+      print(f'tta {mode:6s}: ' + '; '.join(
+          f"{o} val {r[o]['val']:.4f} test {r[o]['test']:.4f}" +
+          (f' (better on {better[o]}/{n} test images)' if o in better else '')
+          for o in r if o != 'test_images_better'))
   if 'contrast' in report:
     c = report['contrast']
     print(f"contrast (stage-1 step {c['stage1_step']}, T {c['temperature']}):")
@@ -231,15 +265,18 @@ def main(argv=None) -> None:
   p.add_argument('--out', default='', help='JSON file to write')
   args = p.parse_args(argv)
   parts = set(args.parts.split(','))
-  unknown = parts - {'fit', 'threshold', 'contrast'}
+  unknown = parts - {'fit', 'threshold', 'contrast', 'tta'}
   if unknown:
-    raise SystemExit(f'--parts: unknown {sorted(unknown)}; expected fit, threshold, contrast')
+    raise SystemExit(f'--parts: unknown {sorted(unknown)}; '
+                     'expected fit, threshold, contrast, tta')
   workdir = pathlib.Path(args.workdir)
   if not (workdir / 'config.json').is_file():
     raise SystemExit(f'{workdir}: not a training workdir (no config.json)')
   report = {'workdir': str(workdir)}
   if parts & {'fit', 'threshold'}:
     report.update(fit_and_threshold(workdir, parts, args.checkpoint))
+  if 'tta' in parts:
+    report.update(tta_readout(workdir, args.checkpoint))
   if 'contrast' in parts:
     report['contrast'] = contrast_readout(workdir, args.train_images)
   _print(report)

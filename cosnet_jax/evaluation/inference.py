@@ -3,11 +3,14 @@
     from cosnet_jax.evaluation.inference import Segmenter
     seg = Segmenter.from_workdir('runs/quickstart')      # best checkpoints
     prob, mask = seg(image)       # image: numpy [H, W] or [H, W, 3], any size
+    seg = Segmenter.from_workdir('runs/o3m', tta='flips')  # mean of 4 mirrors
 
 The image goes through the same preprocessing as in training (intensity
 scaling to [0, 1], CLAHE when the run used it), is padded bottom/right to a
 multiple of 32 (or, above `max_side`, processed in overlapping tiles), and the
-output is cropped back to the input size.
+output is cropped back to the input size. With flip test-time augmentation
+(`tta`, see `evaluation.tta`) the whole pipeline after preprocessing runs on
+each mirror of the image and the mirrored-back probabilities are averaged.
 """
 
 import json
@@ -23,6 +26,7 @@ from cosnet_jax import data as data_lib
 from cosnet_jax import models
 from cosnet_jax.evaluation import metrics as metrics_lib
 from cosnet_jax.evaluation import tiling
+from cosnet_jax.evaluation import tta as tta_lib
 from cosnet_jax.models import fast_conv
 from cosnet_jax.train.checkpoint import StageCheckpoints
 
@@ -40,7 +44,10 @@ def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
 
 
 def _variables(raw: dict) -> dict:
-  return {'params': raw['params'], 'batch_stats': raw.get('batch_stats', {})}
+  """Inference variables of a restored state: its parameter average
+  (`ema_params`, optimizer.ema_decay > 0) where it has one."""
+  params = raw.get('ema_params') or raw['params']
+  return {'params': params, 'batch_stats': raw.get('batch_stats', {})}
 
 
 def load_variables(workdir: str | pathlib.Path, checkpoint: str | int = 'best'
@@ -78,8 +85,10 @@ class Segmenter:
 
   def __init__(self, config: ml_collections.ConfigDict, stage1_vars: dict,
                refine_vars: dict | None = None, *, max_side: int = 1024,
-               tile: int = 512, overlap: int = 64):
+               tile: int = 512, overlap: int = 64, tta: str | None = None):
     self.config = config
+    self.tta = tta if tta is not None else config.eval.get('tta', 'none')
+    tta_lib.check_mode(self.tta, 'tta')
     self.model = models.build_cosnet(config.model)
     self.refiner = (models.build_refiner(config.refine.model)
                     if refine_vars is not None else None)
@@ -119,6 +128,10 @@ class Segmenter:
   def probabilities(self, image: Any) -> np.ndarray:
     """Vessel probabilities float32 [H, W] of a raw image (any dtype/size)."""
     img = data_lib.preprocess(as_float_image(image), self.config.data)
+    return tta_lib.average_image(self._probabilities, img, self.tta)
+
+  def _probabilities(self, img: np.ndarray) -> np.ndarray:
+    """Probabilities [H, W] of a preprocessed float32 image [H, W]."""
     h, w = img.shape
     if max(h, w) <= self.max_side:
       padded, size = tiling.pad_to_multiple(img, self.multiple)

@@ -13,6 +13,7 @@ from jax.experimental import multihost_utils
 
 from cosnet_jax import data as data_lib
 from cosnet_jax.evaluation import metrics as metrics_lib
+from cosnet_jax.evaluation import tta as tta_lib
 from cosnet_jax.train.steps import shard_batch
 
 
@@ -23,7 +24,8 @@ def eval_batch_size(requested: int) -> int:
 
 
 def predict_split(step: Callable, data_cfg, split: str, mesh, *,
-                  batch_size: int, outputs: tuple[str, ...]) -> list[dict]:
+                  batch_size: int, outputs: tuple[str, ...],
+                  tta: str = 'none') -> list[dict]:
   """Predicts every image of a split.
 
   Args:
@@ -33,21 +35,30 @@ def predict_split(step: Callable, data_cfg, split: str, mesh, *,
     mesh: the ('data',) mesh the step runs on.
     batch_size: global batch (multiple of the device count).
     outputs: names of the maps to keep.
+    tta: test-time flips ('none', 'hflip', 'flips'; see `evaluation.tta`):
+      each output is the mean of the mirrored passes, mirrored back.
   Returns:
     One dict per real image: `id`, `image`, `mask` [h, w] float32, and each
     requested output [h, w] float32, cropped to the original size.
   """
+  tta_lib.check_mode(tta)
   pc, pi = jax.process_count(), jax.process_index()
   local = batch_size // pc
   results = []
   for batch in data_lib.make_eval_batches(data_cfg, split, batch_size=batch_size,
                                           process_index=0, process_count=1):
-    mine = {k: np.asarray(batch[k][pi * local:(pi + 1) * local])
-            for k in ('image', 'valid')}
-    out = step(shard_batch(mine, mesh))
-    if pc > 1:
-      out = {k: multihost_utils.process_allgather(out[k], tiled=True) for k in outputs}
-    out = {k: np.asarray(jax.device_get(out[k]), np.float32) for k in outputs}
+    valid = np.asarray(batch['valid'][pi * local:(pi + 1) * local])
+
+    def predict(image, valid=valid):
+      # Every process holds the whole global batch; each feeds its own rows.
+      mine = {'image': np.asarray(image[pi * local:(pi + 1) * local]), 'valid': valid}
+      out = step(shard_batch(mine, mesh))
+      if pc > 1:
+        out = {k: multihost_utils.process_allgather(out[k], tiled=True) for k in outputs}
+      return {k: np.asarray(jax.device_get(out[k]), np.float32) for k in outputs}
+
+    out = tta_lib.average_batch(predict, np.asarray(batch['image']), batch['height'],
+                                batch['width'], tta, outputs)
     for i, image_id in enumerate(batch['id']):
       if not image_id:  # dummy filler example
         continue

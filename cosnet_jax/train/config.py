@@ -21,6 +21,9 @@ def optimizer_config(lr: float = 3e-4) -> ml_collections.ConfigDict:
   o.poly_power = 0.9         # lr * (1 - step / num_steps) ** poly_power
   o.warmup_steps = 0
   o.grad_clip_norm = 0.0     # 0 = no clipping
+  o.ema_decay = 0.0          # > 0: validation, selection, checkpoints' inference
+                             # weights and stage 2 use an exponential moving
+                             # average of the parameters (see train/state.py)
   return o
 
 
@@ -56,6 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.tolerance = 0           # dilation radius for centreline labels (ROSE DVC / ROSE-2: 1)
   c.eval.select_metric = 'dice'  # validation metric of the best checkpoint
   c.eval.final_split = 'test'    # evaluated with the best checkpoint at the end; '' = none
+  c.eval.tta = 'none'            # final evaluation: 'none' | 'hflip' | 'flips' (mirror
+                                 # test-time augmentation; validation never uses it)
   return c
 
 

@@ -95,6 +95,12 @@ def check_resume_compatible(config: ml_collections.ConfigDict,
           diffs.append(f'{field}.{k}: saved {a.get(k)!r}, now {b.get(k)!r}')
     elif a != b:
       diffs.append(f'{field}: saved {a!r}, now {b!r}')
+  for field in ('optimizer.ema_decay', 'refine.optimizer.ema_decay'):
+    # On / off changes the saved state (ema_params); the value alone does not.
+    a, b = bool(_get(saved, field) or 0), bool(_get(current, field) or 0)
+    if a != b:
+      diffs.append(f'{field}: saved {_get(saved, field)!r}, now {_get(current, field)!r} '
+                   '(the parameter average is kept only when > 0)')
   if diffs:
     raise ConfigError(
         f'workdir {workdir} holds a run whose config differs in fields that '

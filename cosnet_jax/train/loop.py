@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from cosnet_jax import data as data_lib
 from cosnet_jax import models
 from cosnet_jax.evaluation import runner
+from cosnet_jax.evaluation import tta as tta_lib
 from cosnet_jax.train import checkpoint as ckpt_lib
 from cosnet_jax.train import config_checks
 from cosnet_jax.train import state as state_lib
@@ -294,10 +295,13 @@ def build_stage1(config, workdir, mesh, info):
          'batch_stats': jax.device_get(state.batch_stats)}, config.model.pretrained)
     state = state.replace(params=steps_lib.replicate(variables['params'], mesh),
                           batch_stats=steps_lib.replicate(variables['batch_stats'], mesh))
+  if ckpt.latest_step() is None:
+    # Weights loaded from elsewhere: the average starts from them, not from init.
+    state = state_lib.restart_ema(state)
   return model, _Stage(
       name='stage1', num_steps=num_steps, batch_size=config.train.batch_size,
       state=state, step_fn=train_fn,
-      eval_vars=lambda s: ({'params': s.params, 'batch_stats': s.batch_stats},),
+      eval_vars=lambda s: (stage1_variables(s),),
       predict_fn=predict, select_output='coarse', ckpt=ckpt)
 
 
@@ -322,7 +326,8 @@ def _init_from_run(state, run_dir: str, mesh):
 
 
 def stage1_variables(state) -> dict:
-  return {'params': state.params, 'batch_stats': state.batch_stats}
+  """Inference variables of a stage-1 state (the parameter average if kept)."""
+  return {'params': state_lib.inference_params(state), 'batch_stats': state.batch_stats}
 
 
 def build_stage2(config, workdir, mesh, info, model, stage1_vars):
@@ -346,7 +351,8 @@ def build_stage2(config, workdir, mesh, info, model, stage1_vars):
   return _Stage(
       name='stage2', num_steps=num_steps, batch_size=config.refine.batch_size,
       state=state, step_fn=lambda s, b: step_fn(s, stage1_vars, b),
-      eval_vars=lambda s: (stage1_vars, {'params': s.params, 'batch_stats': s.batch_stats}),
+      eval_vars=lambda s: (stage1_vars, {'params': state_lib.inference_params(s),
+                                         'batch_stats': s.batch_stats}),
       predict_fn=predict, select_output='refined', ckpt=ckpt)
 
 
@@ -369,6 +375,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   _check_batch(config.train.batch_size, 'config.train.batch_size')
   _check_batch(config.refine.batch_size, 'config.refine.batch_size')
+  if config.eval.get('tta', 'none') not in tta_lib.MODES:   # fail now, not after training
+    raise config_checks.ConfigError(
+        f'config.eval.tta={config.eval.tta!r}: expected one of {sorted(tta_lib.MODES)}')
   if jax.process_index() == 0:
     config_checks.check_resume_compatible(config, workdir)
   mesh = steps_lib.make_mesh()

@@ -5,6 +5,14 @@ statistics, Adam state, the two memory banks (thick / thin branch) and the RNG.
 Stage 2 (refinement) carries only the refiner's parameters and statistics; the
 frozen stage-1 variables are passed to its step as a separate argument, so they
 get no optimizer state and no gradient.
+
+Both may carry `ema_params`, an exponential moving average of the parameters
+(`optimizer.ema_decay > 0`; None otherwise, which keeps the checkpoints of
+runs without it unchanged). Where it exists it is what validation, model
+selection, stage 2 and inference use: the average of the last few hundred
+steps' weights instead of the last step's, which smooths the step-to-step
+swings of a short, high-learning-rate schedule. BatchNorm statistics are
+running averages already and are used as they are.
 """
 
 from typing import Any
@@ -24,12 +32,57 @@ class TrainState(train_state.TrainState):
   bank_thick: MemoryBank
   bank_thin: MemoryBank
   rng: jax.Array
+  ema_params: Any = None
 
 
 class RefineState(train_state.TrainState):
   """Stage-2 state: refiner params + opt state, refiner BatchNorm statistics."""
   batch_stats: Any
   rng: jax.Array
+  ema_params: Any = None
+
+
+def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
+  """The decay applied after step `step` (1-based): min(decay, (1+t)/(10+t)).
+
+  The warm-up keeps the first steps' near-random weights from dominating the
+  average of a short run (after t steps the init's weight is ~9/(9+t)).
+  """
+  t = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
+
+
+def update_ema(state, decay: float):
+  """state after `apply_gradients` -> the same with its average moved.
+
+  ema <- d * ema + (1 - d) * params, d = ema_decay_at(decay, state.step).
+  A state without `ema_params` (decay 0) is returned as it is.
+  """
+  if decay <= 0 or state.ema_params is None:
+    return state
+  d = ema_decay_at(decay, state.step)
+  ema = jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype),
+                     state.ema_params, state.params)
+  return state.replace(ema_params=ema)
+
+
+def restart_ema(state):
+  """The average restarted at the current params (after loading weights)."""
+  if state.ema_params is None:
+    return state
+  return state.replace(ema_params=jax.tree.map(jnp.copy, state.params))
+
+
+def inference_params(state) -> Any:
+  """The parameters to validate / select / predict with: the average if kept."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def _ema_init(opt_cfg: ml_collections.ConfigDict, params: Any) -> Any:
+  decay = float(opt_cfg.get('ema_decay', 0.0))
+  if not 0.0 <= decay < 1.0:
+    raise ValueError(f'optimizer.ema_decay={decay}: expected 0 (off) or a value in (0, 1)')
+  return jax.tree.map(jnp.copy, params) if decay > 0 else None
 
 
 def learning_rate_schedule(opt_cfg: ml_collections.ConfigDict,
@@ -105,7 +158,8 @@ def create_train_state(rng: jax.Array, model, config: ml_collections.ConfigDict,
       tx=tx or make_optimizer(config.optimizer, num_steps),
       bank_thick=init_memory_bank(k_thick, **bank_kwargs),
       bank_thin=init_memory_bank(k_thin, **bank_kwargs),
-      rng=k_state).replace(step=_STEP0())
+      rng=k_state,
+      ema_params=_ema_init(config.optimizer, variables['params'])).replace(step=_STEP0())
 
 
 def create_refine_state(rng: jax.Array, refiner, config: ml_collections.ConfigDict,
@@ -121,4 +175,6 @@ def create_refine_state(rng: jax.Array, refiner, config: ml_collections.ConfigDi
       params=variables['params'],
       batch_stats=variables.get('batch_stats', {}),
       tx=tx or make_optimizer(config.refine.optimizer, num_steps),
-      rng=k_state).replace(step=_STEP0())
+      rng=k_state,
+      ema_params=_ema_init(config.refine.optimizer, variables['params'])
+  ).replace(step=_STEP0())

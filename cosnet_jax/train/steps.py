@@ -22,6 +22,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cosnet_jax import contrast as contrast_lib
 from cosnet_jax.models import fast_conv
+from cosnet_jax.train import state as state_lib
 from cosnet_jax.train.state import RefineState, TrainState
 
 AXIS = 'data'
@@ -136,6 +137,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model,
 
   new_state = state.apply_gradients(grads=grads,
                                     batch_stats=new_vars['batch_stats'])
+  new_state = state_lib.update_ema(new_state, config.optimizer.get('ema_decay', 0.0))
   if use_contrast and ccfg.use_memory and not ccfg.freeze_memory_bank:
     ek = {br: _image_keys(jax.random.fold_in(k_enqueue, i), b)
           for i, br in enumerate(_BRANCHES)}
@@ -205,6 +207,8 @@ def refine_step(state: RefineState, stage1_vars, batch, *, model, refiner,
   grads = lax.psum(grads, AXIS)
   loss = lax.psum(loss, AXIS)
   new_state = state.apply_gradients(grads=grads, batch_stats=new_vars['batch_stats'])
+  new_state = state_lib.update_ema(new_state,
+                                   config.refine.optimizer.get('ema_decay', 0.0))
   ok = jnp.isfinite(loss)
   new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
   return new_state, {'loss': loss, 'finite': ok.astype(jnp.float32)}
