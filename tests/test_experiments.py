@@ -115,3 +115,18 @@ def test_accel_run_builds_run_py_config():
     accel.build_config('e', 0, {'train.no_such_field': '1'})
   with pytest.raises(SystemExit, match='NAME:ROW:SEED'):
     accel.parse_job('e:0')
+
+
+def test_tta_table_reads_the_diagnose_files(tmp_path):
+  summarize = _load('summarize')
+  mode = lambda v, t, better=None: {
+      'coarse': {'val': v, 'test': t},
+      **({'test_images_better': {'coarse': better}} if better is not None else {})}
+  (tmp_path / 'octa500_3m_e-s0.json').write_text(json.dumps({
+      'tta': {'none': mode(0.80, 0.81), 'hflip': mode(0.82, 0.83, 40),
+              'flips': mode(0.84, 0.86, 50)}, 'tta_test_images': 50}))
+  text = summarize.tta_table(tmp_path)
+  line = next(l for l in text.splitlines() if l.startswith('| octa500_3m_e-s0'))
+  assert '0.8000 / 0.8100' in line and '0.8400 / 0.8600 (50/50)' in line
+  assert line.endswith('+0.0500 |')
+  assert summarize.tta_table(tmp_path / 'none') == ''
