@@ -1,6 +1,6 @@
-r"""Why does a trained run score what it scores? Four read-outs of one workdir.
+r"""Why does a trained run score what it scores? Read-outs of one workdir.
 
-  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta]
+  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta,shift]
       [--out experiments/results/diagnose/NAME.json] [--train_images 30]
 
 fit        mean per-image Dice (Otsu) of the final and the stage-1 output on
@@ -24,6 +24,13 @@ tta        mean per-image Dice (Otsu) on val and test of every output without
            and with flip test-time augmentation ('hflip': 2 passes, 'flips':
            4; `cosnet_jax.evaluation.tta`), and the number of test images each
            mode improves; whether to use it is read off val.
+shift      is the flip gain the averaging of the decoder's 2x2 stride-2
+           up-sampling phases? A mirror of an even-sized image moves every
+           pixel to the other phase of that grid; one-pixel shifts do the
+           same without mirroring. Mean Dice of the final output on val and
+           test for one pass, the mean of 4 one-pixel shifts ((0,0), (0,1),
+           (1,0), (1,1); content moved down / right, border rows and columns
+           replicated) and the mean of the 4 flips, all through `Segmenter`.
 Nothing here trains or touches test for a decision: it reads checkpoints.
 """
 from __future__ import annotations
@@ -103,6 +110,36 @@ def tta_readout(workdir, checkpoint) -> dict:
           o: int(np.sum(np.array(d) > np.array(per_image['none'][o])))
           for o, d in per_image[mode].items()}
   return {'tta': out, 'tta_test_images': len(per_image['none']['coarse'])}
+
+
+def shift_readout(workdir, checkpoint) -> dict:
+  """The 'shift' read-out (see the module docstring)."""
+  from cosnet_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
+  pred = evaluate.predict_splits(workdir, ['val', 'test'], checkpoint=checkpoint)
+  seg = inference.Segmenter.from_workdir(workdir, checkpoint, tta='none')
+  one = seg._probabilities  # preprocessed [H, W] -> probabilities [H, W]
+
+  def shifted(img):
+    h, w = img.shape
+    total = np.zeros((h, w), np.float32)
+    for dy in (0, 1):
+      for dx in (0, 1):
+        moved = np.pad(img, ((dy, 0), (dx, 0)), mode='edge')[:h, :w]
+        prob = np.pad(one(moved), ((0, dy), (0, dx)), mode='edge')[dy:, dx:]
+        total += prob
+    return total / 4
+
+  out = {}
+  for split in ('val', 'test'):
+    res = pred['results'][split]
+    maps = {'one_pass': [one(r['image']) for r in res],
+            'shifts': [shifted(r['image']) for r in res],
+            'flips': [tta_lib.average_image(one, r['image'], 'flips') for r in res]}
+    out[split] = {k: float(np.mean([_dice(m, r['mask'], 'otsu') for m, r in zip(v, res)]))
+                  for k, v in maps.items()}
+  return {'shift': out, 'shift_output': seg.output_name}
 
 
 def _border_band(gt: np.ndarray) -> np.ndarray:
@@ -232,6 +269,10 @@ def _print(report: dict) -> None:
           f"{o} val {r[o]['val']:.4f} test {r[o]['test']:.4f}" +
           (f' (better on {better[o]}/{n} test images)' if o in better else '')
           for o in r if o != 'test_images_better'))
+  if 'shift' in report:
+    for split, r in report['shift'].items():
+      print(f"shift ({report['shift_output']}, {split}): " +
+            ', '.join(f'{k} {v:.4f}' for k, v in r.items()))
   if 'contrast' in report:
     c = report['contrast']
     print(f"contrast (stage-1 step {c['stage1_step']}, T {c['temperature']}):")
@@ -265,10 +306,10 @@ def main(argv=None) -> None:
   p.add_argument('--out', default='', help='JSON file to write')
   args = p.parse_args(argv)
   parts = set(args.parts.split(','))
-  unknown = parts - {'fit', 'threshold', 'contrast', 'tta'}
+  unknown = parts - {'fit', 'threshold', 'contrast', 'tta', 'shift'}
   if unknown:
     raise SystemExit(f'--parts: unknown {sorted(unknown)}; '
-                     'expected fit, threshold, contrast, tta')
+                     'expected fit, threshold, contrast, tta, shift')
   workdir = pathlib.Path(args.workdir)
   if not (workdir / 'config.json').is_file():
     raise SystemExit(f'{workdir}: not a training workdir (no config.json)')
@@ -277,6 +318,8 @@ def main(argv=None) -> None:
     report.update(fit_and_threshold(workdir, parts, args.checkpoint))
   if 'tta' in parts:
     report.update(tta_readout(workdir, args.checkpoint))
+  if 'shift' in parts:
+    report.update(shift_readout(workdir, args.checkpoint))
   if 'contrast' in parts:
     report['contrast'] = contrast_readout(workdir, args.train_images)
   _print(report)
