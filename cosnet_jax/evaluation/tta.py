@@ -74,10 +74,13 @@ def average_batch(predict: Callable[[np.ndarray], dict], image: np.ndarray,
   passes = check_mode(mode)
   total = None
   for fy, fx in passes:
-    maps = predict(flip_valid(image, heights, widths, fy, fx))
-    maps = {k: flip_valid(np.asarray(maps[k], np.float32), heights, widths, fy, fx)
-            for k in outputs}
+    mirror = fy or fx    # the identity pass needs no copies
+    maps = predict(flip_valid(image, heights, widths, fy, fx) if mirror else image)
+    maps = {k: (flip_valid(np.asarray(maps[k], np.float32), heights, widths, fy, fx)
+                if mirror else np.asarray(maps[k], np.float32)) for k in outputs}
     total = maps if total is None else {k: total[k] + maps[k] for k in outputs}
+  if len(passes) == 1:
+    return total
   return {k: total[k] / np.float32(len(passes)) for k in outputs}
 
 

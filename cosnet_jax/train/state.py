@@ -9,8 +9,8 @@ get no optimizer state and no gradient.
 Both may carry `ema_params`, an exponential moving average of the parameters
 (`optimizer.ema_decay > 0`; None otherwise, which keeps the checkpoints of
 runs without it unchanged). Where it exists it is what validation, model
-selection, stage 2 and inference use: the average of the last few hundred
-steps' weights instead of the last step's, which smooths the step-to-step
+selection, stage 2 and inference use: an average over recent steps'
+weights (about 1 / (1 - decay) of them) instead of the last step's, which smooths the step-to-step
 swings of a short, high-learning-rate schedule. BatchNorm statistics are
 running averages already and are used as they are.
 """
