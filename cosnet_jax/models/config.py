@@ -22,6 +22,11 @@ ReLU of the input image at full resolution whose output is concatenated into
 the last decoder block of both branches. COSNet's last block sees the image
 only through H/2 features; on OCTA-500 almost all errors of a trained model
 are one-pixel border placements (experiments/README.md).
+
+Not part of COSNet either (default off; `models/antialias.py`): `blur_pool`
+anti-aliases every down-sampling of the encoder (same parameters, so ImageNet
+weights still load), and `upsample='bilinear'` replaces the decoders' 2x2
+stride-2 transposed convs by a 1x1 conv + bilinear 2x up-sampling.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from ml_collections import config_dict
 
 SIZE_FIELDS = ('stem_width', 'stage_widths', 'stage_blocks', 'radix', 'head_width')
 DTYPES = ('float32', 'bfloat16')
+UPSAMPLES = ('transposed', 'bilinear')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +53,8 @@ class ModelSpec:
   dtype: str = 'float32'
   remat: bool = False
   full_res_width: int = 0
+  blur_pool: bool = False
+  upsample: str = 'transposed'
 
   @property
   def stage_channels(self) -> tuple[int, ...]:
@@ -87,6 +95,8 @@ def default_model_config(name: str = 'cosnet_small') -> ml_collections.ConfigDic
   cfg.dtype = 'float32'          # compute dtype of convs: 'float32' | 'bfloat16'
   cfg.remat = False              # rematerialise encoder / decoder blocks
   cfg.full_res_width = 0         # > 0: full-resolution image skip (not COSNet; see above)
+  cfg.blur_pool = False          # anti-aliased encoder down-sampling (not COSNet)
+  cfg.upsample = 'transposed'    # decoder up-sampling: 'transposed' (COSNet) | 'bilinear'
   cfg.pretrained = ''            # path of resnest50-528c19ca.pth (or .npz); '' = none
   cfg.init_from = ''             # workdir of an earlier run of the same model: stage 1
                                  # starts from its best stage-1 checkpoint ('' = none)
@@ -117,8 +127,15 @@ def resolve_model_config(model_cfg) -> ModelSpec:
   full_res = model_cfg.get('full_res_width', 0) or 0
   if not isinstance(full_res, int) or full_res < 0:
     raise ValueError(f'config.model.full_res_width={full_res!r}: expected an int >= 0')
+  blur_pool = model_cfg.get('blur_pool', False)
+  if not isinstance(blur_pool, bool):
+    raise ValueError(f'config.model.blur_pool={blur_pool!r}: expected True or False')
+  upsample = model_cfg.get('upsample', 'transposed')
+  if upsample not in UPSAMPLES:
+    raise ValueError(f'config.model.upsample={upsample!r}: expected one of {UPSAMPLES}')
   spec = ModelSpec(name=name, dtype=dtype, remat=bool(model_cfg.get('remat', False)),
-                   full_res_width=full_res, **values)
+                   full_res_width=full_res, blur_pool=blur_pool, upsample=upsample,
+                   **values)
   _check_spec(spec)
   return spec
 

@@ -47,6 +47,8 @@ class COSNet(nn.Module):
   axis_name: str | None = None
   remat: bool = False
   full_res_width: int = 0   # > 0: full-resolution image skip (not COSNet)
+  blur_pool: bool = False   # anti-aliased encoder down-sampling (not COSNet)
+  upsample: str = 'transposed'  # decoder up-sampling ('bilinear': not COSNet)
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool = False,
@@ -56,7 +58,7 @@ class COSNet(nn.Module):
     x = jnp.concatenate([image] * 3, axis=-1).astype(self.dtype)
     feats = ResNeStEncoder(self.stem_width, tuple(self.stage_widths),
                            tuple(self.stage_blocks), self.radix, remat=self.remat,
-                           **kw, name='encoder')(x, train)
+                           blur_pool=self.blur_pool, **kw, name='encoder')(x, train)
     full = None
     if self.full_res_width:
       # One 3x3 conv of the grey image at full resolution, shared by both
@@ -65,10 +67,10 @@ class COSNet(nn.Module):
           image.astype(self.dtype))
       full = nn.relu(batch_norm(train, axis_name=self.axis_name, dtype=self.dtype,
                                 name='full_res_bn')(full))
-    d_thick = ThickDecoder(self.head_width, remat=self.remat, **kw,
-                           name='decoder_thick')(feats, train, full)
-    d_thin = ThinDecoder(self.head_width, remat=self.remat, **kw,
-                         name='decoder_thin')(feats, train, full)
+    d_thick = ThickDecoder(self.head_width, remat=self.remat, upsample=self.upsample,
+                           **kw, name='decoder_thick')(feats, train, full)
+    d_thin = ThinDecoder(self.head_width, remat=self.remat, upsample=self.upsample,
+                         **kw, name='decoder_thin')(feats, train, full)
     thick_logits = SegmentationHead(self.dtype, name='seg_thick')(d_thick)
     thin_logits = SegmentationHead(self.dtype, name='seg_thin')(d_thin)
     thick = jax.nn.sigmoid(thick_logits)
@@ -88,7 +90,8 @@ def cosnet_from_spec(spec: ModelSpec, *, axis_name: str | None = None) -> COSNet
                 stage_blocks=spec.stage_blocks, radix=spec.radix,
                 head_width=spec.head_width, embed_dim=spec.embed_dim,
                 dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat,
-                full_res_width=spec.full_res_width)
+                full_res_width=spec.full_res_width, blur_pool=spec.blur_pool,
+                upsample=spec.upsample)
 
 
 def build_cosnet(model_cfg, *, axis_name: str | None = None) -> COSNet:
@@ -105,4 +108,5 @@ def build_cosnet(model_cfg, *, axis_name: str | None = None) -> COSNet:
 def encoder_from_spec(spec: ModelSpec, *, axis_name: str | None = None) -> ResNeStEncoder:
   """The encoder alone (same parameters as variables[...]['encoder'] of COSNet)."""
   return ResNeStEncoder(spec.stem_width, spec.stage_widths, spec.stage_blocks, spec.radix,
-                        dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat)
+                        dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat,
+                        blur_pool=spec.blur_pool)

@@ -9,7 +9,9 @@ Thick branch (all encoder stages), channels c0 = x0's, c2..c4 = x2..x4's:
 Thin branch (shallow stages only):
   d2 = RCB(c0)(cat[x0, up(c0)(x2)])      H/2
   d1 = RCB(head)(up(c0)(d2))             H      -> [B, H, W, head_width]
-`up` is a 2x2 stride-2 transposed conv (+bias); RCB is the residual conv block.
+`up` is a 2x2 stride-2 transposed conv (+bias), or with upsample='bilinear'
+(not COSNet) `antialias.UpResize` (1x1 conv + bilinear 2x); RCB is the
+residual conv block.
 With a full-resolution feature map `full` [B, H, W, F] (model.full_res_width,
 not COSNet), d1 = RCB(head)(cat[up(c0)(d2), full]) in both branches.
 """
@@ -21,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cosnet_jax.models.antialias import UpResize
 from cosnet_jax.models.conv_bn import batch_norm, conv, he_fan_out
 from cosnet_jax.models.splat import SplitAttentionConv
 
@@ -73,6 +76,9 @@ def _with_full(up: jax.Array, full: jax.Array | None) -> jax.Array:
   return up if full is None else jnp.concatenate([up, full.astype(up.dtype)], axis=-1)
 
 
+UPSAMPLERS = {'transposed': UpConv2x2, 'bilinear': UpResize}
+
+
 def _blocks(remat: bool):
   if remat:
     return nn.remat(ResidualConvBlock, static_argnums=(2,))
@@ -85,19 +91,21 @@ class ThickDecoder(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   remat: bool = False
+  upsample: str = 'transposed'
 
   @nn.compact
   def __call__(self, feats: tuple[jax.Array, ...], train: bool,
                full: jax.Array | None = None) -> jax.Array:
+    up_cls = UPSAMPLERS[self.upsample]
     x0, x2, x3, x4, x5 = feats
     rcb = _blocks(self.remat)
     kw = dict(dtype=self.dtype, axis_name=self.axis_name)
     d = x5
     for level, skip in ((5, x4), (4, x3), (3, x2), (2, x0)):
       c = skip.shape[-1]
-      up = UpConv2x2(c, dtype=self.dtype, name=f'up{level}')(d)
+      up = up_cls(c, dtype=self.dtype, name=f'up{level}')(d)
       d = rcb(c, **kw, name=f'rcb{level}')(jnp.concatenate([skip, up], axis=-1), train)
-    up = UpConv2x2(x0.shape[-1], dtype=self.dtype, name='up1')(d)
+    up = up_cls(x0.shape[-1], dtype=self.dtype, name='up1')(d)
     return rcb(self.head_width, **kw, name='rcb1')(_with_full(up, full), train)
 
 
@@ -107,15 +115,17 @@ class ThinDecoder(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   remat: bool = False
+  upsample: str = 'transposed'
 
   @nn.compact
   def __call__(self, feats: tuple[jax.Array, ...], train: bool,
                full: jax.Array | None = None) -> jax.Array:
+    up_cls = UPSAMPLERS[self.upsample]
     x0, x2 = feats[0], feats[1]
     rcb = _blocks(self.remat)
     kw = dict(dtype=self.dtype, axis_name=self.axis_name)
     c0 = x0.shape[-1]
-    up = UpConv2x2(c0, dtype=self.dtype, name='up2')(x2)
+    up = up_cls(c0, dtype=self.dtype, name='up2')(x2)
     d = rcb(c0, **kw, name='rcb2')(jnp.concatenate([x0, up], axis=-1), train)
-    up = UpConv2x2(c0, dtype=self.dtype, name='up1')(d)
+    up = up_cls(c0, dtype=self.dtype, name='up1')(d)
     return rcb(self.head_width, **kw, name='rcb1')(_with_full(up, full), train)

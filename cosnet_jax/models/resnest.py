@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cosnet_jax.models.antialias import blur_downsample
 from cosnet_jax.models.conv_bn import batch_norm, conv
 from cosnet_jax.models.splat import SplitAttentionConv
 
@@ -30,13 +31,15 @@ class Bottleneck(nn.Module):
   conv1 1x1 -> bn1 -> ReLU -> conv2 (split attention 3x3, radix, cardinality 1)
   -> AvgPool 3x3/stride if stride > 1 -> conv3 1x1 -> bn3; shortcut
   AvgPool(stride) -> downsample_1 1x1 -> downsample_2 BN when the shape changes;
-  ReLU(sum).
+  ReLU(sum). With `blur_pool` (stride 2 only) both average pools are
+  `antialias.blur_downsample` instead.
   """
   width: int
   stride: int = 1
   radix: int = 2
   dtype: Any = jnp.float32
   axis_name: str | None = None
+  blur_pool: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -48,13 +51,16 @@ class Bottleneck(nn.Module):
     y = SplitAttentionConv(self.width, 3, radix=self.radix, cardinality=1,
                            use_bias=False, dtype=self.dtype, axis_name=self.axis_name,
                            name='conv2')(y, train)
+    blur = self.blur_pool and self.stride == 2
     if self.stride > 1:
-      y = _avg_pool_3x3(y, self.stride)
+      y = blur_downsample(y) if blur else _avg_pool_3x3(y, self.stride)
     y = conv(out_ch, 1, dtype=self.dtype, name='conv3')(y)
     y = bn('bn3')(y)
     shortcut = x
     if self.stride != 1 or x.shape[-1] != out_ch:
-      if self.stride > 1:
+      if blur:
+        shortcut = blur_downsample(shortcut)
+      elif self.stride > 1:
         shortcut = nn.avg_pool(shortcut, (self.stride, self.stride),
                                strides=(self.stride, self.stride))
       shortcut = conv(out_ch, 1, dtype=self.dtype, name='downsample_1')(shortcut)
@@ -70,6 +76,10 @@ class ResNeStEncoder(nn.Module):
   x3: [B, H/8,  W/8,  4*stage_widths[1]] layer2
   x4: [B, H/16, W/16, 4*stage_widths[2]] layer3
   x5: [B, H/32, W/32, 4*stage_widths[3]] layer4
+  With `blur_pool` (not ResNeSt; same parameters) every down-sampling is
+  anti-aliased: conv1_0 runs at stride 1 and its BN + ReLU output is
+  blur-downsampled, the 3x3/2 max pool becomes a 3x3/1 max pool + blur
+  (MaxBlurPool), and the bottlenecks' average pools become blurs.
   """
   stem_width: int = 32
   stage_widths: Sequence[int] = (64, 128, 256, 512)
@@ -78,25 +88,31 @@ class ResNeStEncoder(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   remat: bool = False
+  blur_pool: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
     bn = lambda name: batch_norm(train, axis_name=self.axis_name, dtype=self.dtype,
                                  name=name)
     sw = self.stem_width
-    x = conv(sw, 3, stride=2, dtype=self.dtype, name='conv1_0')(x)
+    x = conv(sw, 3, stride=1 if self.blur_pool else 2, dtype=self.dtype, name='conv1_0')(x)
     x = nn.relu(bn('conv1_1')(x))
+    if self.blur_pool:
+      x = blur_downsample(x)
     x = conv(sw, 3, dtype=self.dtype, name='conv1_3')(x)
     x = nn.relu(bn('conv1_4')(x))
     x = conv(2 * sw, 3, dtype=self.dtype, name='conv1_6')(x)
     x0 = nn.relu(bn('bn1')(x))
-    x = nn.max_pool(x0, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if self.blur_pool:
+      x = blur_downsample(nn.max_pool(x0, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1))))
+    else:
+      x = nn.max_pool(x0, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     block_cls = nn.remat(Bottleneck, static_argnums=(2,)) if self.remat else Bottleneck
     feats = [x0]
     for s, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks)):
       for i in range(blocks):
         stride = 2 if (s > 0 and i == 0) else 1
         x = block_cls(width, stride, self.radix, self.dtype, self.axis_name,
-                      name=f'layer{s + 1}_{i}')(x, train)
+                      self.blur_pool, name=f'layer{s + 1}_{i}')(x, train)
       feats.append(x)
     return tuple(feats)
