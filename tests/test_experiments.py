@@ -76,6 +76,13 @@ def test_run_refuses_row_d_and_bad_set():
     run._parse_sets(['train.num_steps'])
 
 
+def test_run_json_records_the_machine_speed():
+  """Machines with one CPU name differed 3x in speed: run.json says which."""
+  hw = _load('run')._hardware()
+  assert hw['matmul_gflops'] > 0 and isinstance(hw['cpu_isa'], str)
+  assert hw['cpus_usable'] >= 1
+
+
 def test_collect_only_names_a_missing_run(tmp_path):
   run = _load('run')
   with pytest.raises(SystemExit, match='holds no training run'):
