@@ -76,8 +76,11 @@ def test_two_processes_match_one_process(tmp_path, tfds_dir):
   one, two = np.array(one)[:, 1:], np.array(two)[:, 1:]
   # Step 1 runs on identical parameters and data: equal up to float order.
   np.testing.assert_allclose(one[0], two[0], rtol=1e-5)
-  # Later steps: cross-process reductions reorder float sums; the Otsu-based
-  # anchor choice amplifies that slightly (measured 2e-4 relative).
-  np.testing.assert_allclose(one, two, rtol=2e-3)
+  # Later steps: cross-process reductions reorder float sums, and the discrete
+  # anchor choice (per-image Otsu, top-k) amplifies that in the contrast term:
+  # measured 2e-4 relative on one CPU, 3.7e-3 on an AVX-512 one (step 3),
+  # where the loss and segmentation terms stayed within 1.7e-3.
+  np.testing.assert_allclose(one[:, :2], two[:, :2], rtol=3e-3)
+  np.testing.assert_allclose(one[:, 2], two[:, 2], rtol=1e-2)
   # Only process 0 wrote logs and checkpoints metadata.
   assert len(list((tmp_path / 'two').glob('events.out.tfevents.*'))) == 1
