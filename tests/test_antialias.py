@@ -106,8 +106,9 @@ def test_flags_change_only_the_parameters_they_should():
 
 
 def test_blur_pool_encoder_runs_the_stem_at_full_resolution():
-  """conv1_0 at stride 1: a one-pixel shift of the input shifts its output by
-  one pixel (before the blur), which a stride-2 conv cannot do."""
+  """conv1_0 runs at stride 1 (its [1, 64, 64, stem_width] output exists only
+  then; a stride-2 stem gives 32x32), and the five feature maps keep the
+  plain encoder's sizes H/2 .. H/32."""
   cfg = models.default_model_config('cosnet_tiny')
   cfg.blur_pool = True
   spec = models.resolve_model_config(cfg)
