@@ -110,8 +110,14 @@ def _cpu_isa() -> str:
 
 
 def _hardware() -> dict:
+  import importlib.util  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  import benchmark  # pylint: disable=g-import-not-at-top
+  # benchmark.py sits beside this file; load it by path so that importing run.py
+  # as a module (tests) works as well as running it as a script.
+  spec = importlib.util.spec_from_file_location(
+      'cosnet_experiments_benchmark', pathlib.Path(__file__).with_name('benchmark.py'))
+  benchmark = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(benchmark)
   return {'cpu': _cpu_name(), 'cpu_isa': _cpu_isa(), 'cpu_count': os.cpu_count(),
           # The machine's speed, measured after the run (comparable wall times).
           'matmul_gflops': round(benchmark.matmul_gflops(jax.default_backend(), 3), 1),

@@ -13,6 +13,12 @@ must exceed). Row d of octa500_3m* is read from row e's metrics_coarse.json
 
 `results/diagnose/tta/<experiment>_<run>.json` (from `diagnose.py --parts
 tta`) add a table of mean Dice without and with flip test-time augmentation.
+
+For octa500_3m* experiments a second table compares every row with row (a)
+on test Dice: the difference of the seed means, Welch's t over the seeds (and
+its degrees of freedom), and on how many test images the row is better once
+each image's Dice is averaged over the row's seeds. The same tables are made
+for the probes under `results/probes/<probe>/octa500_3m/` that hold a row (a).
 """
 from __future__ import annotations
 
@@ -104,6 +110,54 @@ def table(experiment: str, names: dict | None = None,
   return '\n'.join(out + extras) + '\n'
 
 
+def welch(x: list[float], y: list[float]) -> tuple[float, float] | None:
+  """Welch's t of mean(x) - mean(y) and its Welch-Satterthwaite degrees of
+  freedom; None when either side has fewer than 2 values or both no spread."""
+  if len(x) < 2 or len(y) < 2:
+    return None
+  vx, vy = statistics.variance(x) / len(x), statistics.variance(y) / len(y)
+  if vx + vy == 0:
+    return None
+  t = (statistics.mean(x) - statistics.mean(y)) / (vx + vy) ** 0.5
+  df = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1))
+  return t, df
+
+
+def _image_dice(runs: list) -> dict[str, float]:
+  """image id -> Dice averaged over the runs (seeds) that evaluated it."""
+  sums: dict[str, list[float]] = {}
+  for _, metrics, _ in runs:
+    for rec in metrics.get('per_image', []):
+      sums.setdefault(str(rec['id']), []).append(rec['dice'])
+  return {k: statistics.mean(v) for k, v in sums.items() if len(v) == len(runs)}
+
+
+def comparison_table(rows: dict, base: str = 'a', names: dict | None = None) -> str:
+  """Markdown: every row against `base` on mean per-image test Dice."""
+  if base not in rows:
+    return ''
+  names = names or {}
+  ref = [r[1]['summary']['dice']['mean'] for r in rows[base]]
+  ref_img = _image_dice(rows[base])
+  out = [f'Against row ({base}), test Dice: difference of the seed means, Welch t '
+         '(degrees of freedom) over the seeds, and test images where the row is '
+         'better with each image averaged over its seeds.', '',
+         '| row | seeds | Dice - row a | Welch t (df) | images better |', '|---|---|---|---|---|']
+  for row in sorted(rows):
+    if row == base:
+      continue
+    dice = [r[1]['summary']['dice']['mean'] for r in rows[row]]
+    w = welch(dice, ref)
+    img = _image_dice(rows[row])
+    common = sorted(set(img) & set(ref_img))
+    better = (f'{sum(img[k] > ref_img[k] for k in common)} of {len(common)}'
+              if common else '–')
+    out.append(f'| {names.get(row, row)} | {len(dice)} vs {len(ref)} | '
+               f'{statistics.mean(dice) - statistics.mean(ref):+.4f} | '
+               + (f'{w[0]:+.2f} ({w[1]:.1f})' if w else '–') + f' | {better} |')
+  return '\n'.join(out) + '\n'
+
+
 TTA_MODES = ('none', 'hflip', 'flips')
 
 
@@ -140,6 +194,18 @@ def main() -> None:
     t = table(exp, ROW_NAMES if exp.startswith('octa500_3m') else None)
     if t:
       parts.append(t)
+    if exp.startswith('octa500_3m'):
+      c = comparison_table(collect(exp), names=ROW_NAMES)
+      if c:
+        parts.append(c)
+  probes = RESULTS / 'probes'
+  for probe in sorted(p for p in probes.glob('*') if (p / 'octa500_3m').is_dir()):
+    rows = collect('octa500_3m', probe)
+    if 'a' not in rows:
+      continue
+    parts.append(table('octa500_3m', ROW_NAMES, probe).replace(
+        '### octa500_3m', f'### probes/{probe.name} (octa500_3m rows; see experiments/README.md)', 1))
+    parts.append(comparison_table(rows, names=ROW_NAMES))
   t = tta_table()
   if t:
     parts.append(t)

@@ -137,3 +137,34 @@ def test_tta_table_reads_the_diagnose_files(tmp_path):
   assert '0.8000 / 0.8100' in line and '0.8400 / 0.8600 (50/50)' in line
   assert line.endswith('+0.0500 |')
   assert summarize.tta_table(tmp_path / 'none') == ''
+
+
+def test_comparison_with_row_a_welch_and_images_better(tmp_path):
+  """Welch's t matches scipy's unequal-variance t-test; images better count
+  each image's Dice averaged over a row's seeds."""
+  from scipy import stats
+  summarize = _load('summarize')
+  x, y = [0.90, 0.88, 0.91], [0.87, 0.88, 0.86]
+  t, df = summarize.welch(x, y)
+  ref = stats.ttest_ind(x, y, equal_var=False)
+  np.testing.assert_allclose(t, ref.statistic, rtol=1e-12)
+  np.testing.assert_allclose(df, ref.df, rtol=1e-12)
+  assert summarize.welch([0.9], y) is None
+
+  def run(tag, per_image):
+    metrics = _metrics(float(np.mean(list(per_image.values()))))
+    metrics['per_image'] = [{'id': k, 'dice': v} for k, v in per_image.items()]
+    folder = tmp_path / 'octa500_3m' / tag
+    folder.mkdir(parents=True)
+    (folder / 'metrics.json').write_text(json.dumps(metrics))
+
+  # image '1': row e averages 0.85 against a's 0.80 (better); image '2': 0.70
+  # against 0.75 (worse), though e-s1 alone beats a on it.
+  run('a-s0', {'1': 0.80, '2': 0.75})
+  run('e-s0', {'1': 0.90, '2': 0.60})
+  run('e-s1', {'1': 0.80, '2': 0.80})
+  text = summarize.comparison_table(summarize.collect('octa500_3m', tmp_path),
+                                    names=summarize.ROW_NAMES)
+  line = next(l for l in text.splitlines() if l.startswith('| (e)'))
+  assert '| 2 vs 1 |' in line and '+0.0000' in line and '1 of 2' in line
+  assert summarize.comparison_table({'e': []}) == ''
