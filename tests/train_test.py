@@ -45,6 +45,12 @@ def test_loss_decreases_and_outputs_are_written(full_run):
   assert sorted(p.name for p in (ck / 'stage1' / 'latest').iterdir() if p.name.isdigit()) == ['3', '6']
   assert (ck / 'stage1' / 'best.json').exists()
   assert (ck / 'stage2' / 'latest' / '2').exists()
+  # Stage 2 is validated before its first step: the refiner starts as the
+  # identity on the stage-1 map, so its val Dice there is stage 1's best.
+  s2_val = [h for h in read_history(workdir) if h['stage'] == 'stage2' and 'val/dice' in h]
+  assert [h['step'] for h in s2_val] == [0, 2]
+  s1_best = json.loads((ck / 'stage1' / 'best.json').read_text())['score']
+  assert abs(s2_val[0]['val/dice'] - s1_best) < 1e-2
   assert list(workdir.glob('events.out.tfevents.*'))
   report = workdir / 'eval' / 'synthetic_octa-test'
   metrics = json.loads((report / 'metrics.json').read_text())

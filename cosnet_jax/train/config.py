@@ -52,6 +52,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.refine.num_steps = -1        # 0 skips stage 2; > 0 wins over num_epochs
   c.refine.num_epochs = 300
   c.refine.loss = 'mse'          # the authors' MSE vs the full vessel mask; or 'bce'
+  # Validate stage 2 once before its first step too. The refiner starts as the
+  # identity on the stage-1 map, so that start competes in the val selection and
+  # a refinement that only lowers val Dice is not kept (False: only trained
+  # steps compete, as in runs before 2026-11-27).
+  c.refine.select_start = True
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 4          # rounded up to a multiple of the device count

@@ -106,6 +106,7 @@ class _Stage:
   predict_fn: Callable         # (*vars, batch) -> maps
   select_output: str           # map scored on validation
   ckpt: ckpt_lib.StageCheckpoints
+  validate_start: bool = False  # also validate (and may select) step 0
 
 
 def _progress_line(stage, step, total, images_per_s, t_start, start_step, scalars):
@@ -167,6 +168,8 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
       best = score
       stage.ckpt.save_best(step, state, score, config.eval.select_metric)
 
+  if stage.validate_start and start_step == 0:
+    validate(0)
   while step < stage.num_steps:
     batch = steps_lib.shard_batch(next(it), mesh)
     state, metrics = stage.step_fn(state, batch)
@@ -353,7 +356,8 @@ def build_stage2(config, workdir, mesh, info, model, stage1_vars):
       state=state, step_fn=lambda s, b: step_fn(s, stage1_vars, b),
       eval_vars=lambda s: (stage1_vars, {'params': state_lib.inference_params(s),
                                          'batch_stats': s.batch_stats}),
-      predict_fn=predict, select_output='refined', ckpt=ckpt)
+      predict_fn=predict, select_output='refined', ckpt=ckpt,
+      validate_start=bool(config.refine.get('select_start', True)))
 
 
 def _check_batch(batch_size: int, what: str):
