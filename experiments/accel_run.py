@@ -146,11 +146,27 @@ def run_job(job: dict, data_root: pathlib.Path, out: pathlib.Path, precision: st
     return gpu.predict(fn, variables, arrays, eval_size, 8, mesh, key)
 
   def train_stage(name, state, step_fn, num_steps, batch_size, seed, eval_fn, eval_vars, key,
-                  deadline):
+                  deadline, validate_start=False):
     it = pipeline.TrainIterator(c.data, splits['train'], local_batch_size=batch_size,
                                 seed=seed, start_step=0, process_index=0, out_hw=train_hw)
     best = {'score': -1.0, 'step': 0, 'vars': None}
     pending, t0, step = [], time.time(), 0
+
+    def validate(step, state):
+      variables = eval_vars(state)
+      per = score(predict(eval_fn, variables, splits['val'], key), splits['val'], thr)
+      rec = {f'val/{k}': float(np.mean([p[k] for p in per]))
+             for k in ('dice', 'auc', 'sen', 'spe', 'cldice')}
+      log({'stage': name, 'step': step, 'elapsed_s': time.time() - t0, **rec})
+      sel = rec[f'val/{c.eval.select_metric}']
+      print(f'[{job["name"]}] {name} step {step}: val dice {rec["val/dice"]:.4f}', flush=True)
+      if sel > best['score']:
+        best.update(score=sel, step=step, vars=jax.device_get(variables[-1]))
+
+    if validate_start:
+      # Stage 2 starts as the identity on the stage-1 map: let that compete
+      # (refine.select_start, as in the main trainer).
+      validate(0, state)
     while step < num_steps:
       state, m = step_fn(state, steps.shard_batch(next(it), mesh))
       step += 1
@@ -170,15 +186,7 @@ def run_job(job: dict, data_root: pathlib.Path, out: pathlib.Path, precision: st
         log({'stage': name, 'step': step, 'elapsed_s': time.time() - t0,
              **{k: float(np.mean([x[k] for x in ms])) for k in ms[-1] if k != 'finite'}})
       if step % c.train.eval_every == 0 or step == num_steps:
-        variables = eval_vars(state)
-        per = score(predict(eval_fn, variables, splits['val'], key), splits['val'], thr)
-        rec = {f'val/{k}': float(np.mean([p[k] for p in per]))
-               for k in ('dice', 'auc', 'sen', 'spe', 'cldice')}
-        log({'stage': name, 'step': step, 'elapsed_s': time.time() - t0, **rec})
-        sel = rec[f'val/{c.eval.select_metric}']
-        print(f'[{job["name"]}] {name} step {step}: val dice {rec["val/dice"]:.4f}', flush=True)
-        if sel > best['score']:
-          best.update(score=sel, step=step, vars=jax.device_get(variables[-1]))
+        validate(step, state)
     it.close()
     timing[f'{name}_s'] = time.time() - t0
     return best
@@ -226,7 +234,8 @@ def run_job(job: dict, data_root: pathlib.Path, out: pathlib.Path, precision: st
     best2 = train_stage('stage2', state2, lambda s, b: refine_fn(s, vars1, b), n2,
                         int(c.refine.batch_size), c.seed + 1, eval2,
                         lambda s: (vars1, {'params': s.params, 'batch_stats': s.batch_stats}),
-                        'refined', deadline(0.85))
+                        'refined', deadline(0.85),
+                        validate_start=bool(c.refine.get('select_start', True)))
     vars2 = steps.replicate(best2['vars'], mesh)
     final_probs = predict(eval2, (vars1, vars2), test, 'refined')
     coarse_per = score(coarse_probs, test, thr)

@@ -99,17 +99,21 @@ def image_scores(probs: dict, arrays, threshold) -> list[dict]:
 
 
 def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
-                validate, hist):
+                validate, hist, validate_start=False):
   """Runs `step_fn(state, batch) -> (state, metrics)` for up to num_steps.
 
   Calls validate(step, state) every eval_every steps, at the end and when
   time_budget (seconds since the first step was launched, compile included)
   runs out. A non-finite loss stops the stage (the step functions keep the
   last finite state; it is validated, so what was selected is kept and the
-  run still reports). Returns (state, steps done, seconds, first-step
-  seconds, 'non-finite loss before step N' or None).
+  run still reports). With validate_start the state is validated before the
+  first step too (stage 2: the refiner's identity start competes, as
+  `refine.select_start` in the main trainer). Returns (state, steps done,
+  seconds, first-step seconds, 'non-finite loss before step N' or None).
   """
   import jax  # pylint: disable=g-import-not-at-top
+  if validate_start:
+    validate(0, state)
   t0 = time.time()
   t_first, pending, step = None, [], 0
   while step < num_steps:
@@ -248,7 +252,8 @@ def main(argv=None):
     state2, done2, train2_s, first2_s, fail2 = train_stage(
         'stage2', lambda s, b: refine_step(s, stage1_vars, b), state2, batches, num_steps2,
         eval_every=args.eval_every, time_budget=args.refine_time_budget,
-        validate=validate2, hist=hist)
+        validate=validate2, hist=hist,
+        validate_start=bool(c.refine.get('select_start', True)))
     it.close()
     run2 = {'refine_steps_planned': num_steps2, 'refine_steps_done': done2,
             'refine_epochs_done': done2 * batch2 / n_train,
