@@ -142,7 +142,8 @@ def comparison_table(rows: dict, base: str = 'a', names: dict | None = None) -> 
   out = [f'Against row ({base}), test Dice: difference of the seed means, Welch t '
          '(degrees of freedom) over the seeds, and test images where the row is '
          'better with each image averaged over its seeds.', '',
-         '| row | seeds | Dice - row a | Welch t (df) | images better |', '|---|---|---|---|---|']
+         f'| row | seeds | Dice - row {base} | Welch t (df) | images better |',
+         '|---|---|---|---|---|']
   for row in sorted(rows):
     if row == base:
       continue
