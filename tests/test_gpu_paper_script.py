@@ -55,6 +55,8 @@ def test_both_stages_select_on_val_and_report_on_test(tmp_path):
       ('stage1', 2), ('stage1', 3), ('stage2', 0), ('stage2', 2)]
   # Stage 2 starts as the identity on the selected stage-1 map.
   assert abs(vals[2]['val/dice'] - run['val_dice']) < 1e-2
+  # ... and competes in the selection (first maximum wins).
+  assert run['refine_selected_step'] == max(vals[2:], key=lambda h: h['val/dice'])['step']
   refined = json.loads((out / 'metrics.json').read_text())
   coarse = json.loads((out / 'metrics_coarse.json').read_text())
   for summary in (refined, coarse):

@@ -51,6 +51,10 @@ def test_loss_decreases_and_outputs_are_written(full_run):
   assert [h['step'] for h in s2_val] == [0, 2]
   s1_best = json.loads((ck / 'stage1' / 'best.json').read_text())['score']
   assert abs(s2_val[0]['val/dice'] - s1_best) < 1e-2
+  # ... and the start competes: the best stage-2 step is the first maximum.
+  s2_best = json.loads((ck / 'stage2' / 'best.json').read_text())['step']
+  first_max = max(s2_val, key=lambda h: h['val/dice'])['step']
+  assert s2_best == first_max
   assert list(workdir.glob('events.out.tfevents.*'))
   report = workdir / 'eval' / 'synthetic_octa-test'
   metrics = json.loads((report / 'metrics.json').read_text())
