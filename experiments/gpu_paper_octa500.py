@@ -98,6 +98,15 @@ def image_scores(probs: dict, arrays, threshold) -> list[dict]:
       probs[i], arrays.labels[i] & 1, None, threshold=threshold)) for i in sorted(probs)]
 
 
+def relative_change(params, params0) -> float:
+  """||params - params0|| / ||params0|| over all leaves (global L2 norms)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  diff = sum(float(np.sum((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+             for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(params0)))
+  norm = sum(float(np.sum(np.asarray(b, np.float64) ** 2)) for b in jax.tree.leaves(params0))
+  return float(np.sqrt(diff / max(norm, 1e-30)))
+
+
 def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
                 validate, hist, validate_start=False):
   """Runs `step_fn(state, batch) -> (state, metrics)` for up to num_steps.
@@ -202,8 +211,12 @@ def main(argv=None):
                                 out_hw=(size, size))
     return it, (steps.shard_batch(b, mesh) for b in it)
 
-  def selector(name, predict_fn, key):
-    """validate(step, state): val Dice of output `key`; keeps the best weights."""
+  def selector(name, predict_fn, key, extra=None):
+    """validate(step, state): val Dice of output `key`; keeps the best weights.
+
+    extra(variables, probs) -> {name: float}: more read-outs for the history
+    line (stage 2: how far the refiner has moved from its identity start).
+    """
     best = {'dice': -1.0, 'step': 0, 'vars': None}
 
     def validate(step, state):
@@ -212,9 +225,11 @@ def main(argv=None):
       probs = predict(fn, fn_vars, splits['val'], size, batch, mesh, key)
       dice = float(np.mean([r['dice'] for r in image_scores(
           probs, splits['val'], c.eval.threshold)]))
-      hist.write(json.dumps({'stage': name, 'step': step, 'val/dice': dice}) + '\n')
+      more = extra(variables, probs) if extra else {}
+      hist.write(json.dumps({'stage': name, 'step': step, 'val/dice': dice, **more}) + '\n')
       hist.flush()
-      print(f'[{name}] step {step}: val dice {dice:.4f}', flush=True)
+      print(f'[{name}] step {step}: val dice {dice:.4f}'
+            + ''.join(f', {k} {v:.3g}' for k, v in more.items()), flush=True)
       if dice > best['dice']:
         best.update(dice=dice, step=step, vars=jax.device_get(variables))
     return best, validate
@@ -246,8 +261,19 @@ def main(argv=None):
     state2 = jax.jit(create2, out_shardings=replicated)(jax.random.PRNGKey(c.seed + 1))
     refine_step = steps.build_refine_step(model, refiner, c, mesh)
     refine_eval = steps.build_refine_eval_step(model, refiner, mesh)
+    # Why these read-outs: on the paper model the refiner stayed at its identity
+    # start (H100 run); they show whether its weights or its output moved at all.
+    params0 = jax.device_get(state2.params)
+    val_coarse = predict(eval_step, (stage1_vars,), splits['val'], size, batch, mesh)
+
+    def refiner_moved(variables, probs):
+      return {'refiner_rel_change': relative_change(jax.device_get(variables['params']),
+                                                    params0),
+              'val_mean_abs_refined_minus_coarse': float(np.mean(
+                  [np.abs(probs[i] - val_coarse[i]).mean() for i in probs]))}
+
     best2, validate2 = selector('stage2', lambda v: (refine_eval, (stage1_vars, v)),
-                                'refined')
+                                'refined', extra=refiner_moved)
     it, batches = iterator(batch2, c.seed + 1)
     state2, done2, train2_s, first2_s, fail2 = train_stage(
         'stage2', lambda s, b: refine_step(s, stage1_vars, b), state2, batches, num_steps2,

@@ -55,6 +55,12 @@ def test_both_stages_select_on_val_and_report_on_test(tmp_path):
       ('stage1', 2), ('stage1', 3), ('stage2', 0), ('stage2', 2)]
   # Stage 2 starts as the identity on the selected stage-1 map.
   assert abs(vals[2]['val/dice'] - run['val_dice']) < 1e-2
+  # The refiner's read-outs: none of its weights moved at the start, and its
+  # output is then the coarse map (the identity start); training moves them.
+  assert vals[2]['refiner_rel_change'] == 0.0
+  assert vals[2]['val_mean_abs_refined_minus_coarse'] < 1e-3
+  assert vals[3]['refiner_rel_change'] > 0.0
+  assert 'refiner_rel_change' not in vals[0]
   # ... and competes in the selection (first maximum wins).
   assert run['refine_selected_step'] == max(vals[2:], key=lambda h: h['val/dice'])['step']
   refined = json.loads((out / 'metrics.json').read_text())
@@ -64,6 +70,13 @@ def test_both_stages_select_on_val_and_report_on_test(tmp_path):
     assert 'dice' in text and 'NaN' not in text
   assert '| refined' in (out / 'metrics.md').read_text()
   assert (out / 'roc.png').stat().st_size > 0
+
+
+def test_relative_change_is_the_global_norm_ratio():
+  p0 = {'a': np.array([3.0, 0.0]), 'b': {'c': np.array([[4.0]])}}
+  p1 = {'a': np.array([3.0, 1.0]), 'b': {'c': np.array([[4.0]])}}
+  assert gpu_paper_octa500.relative_change(p0, p0) == 0.0
+  np.testing.assert_allclose(gpu_paper_octa500.relative_change(p1, p0), 1 / 5)
 
 
 def test_time_budget_stops_a_stage_and_zero_refine_epochs_skip_stage2(tmp_path):
