@@ -39,6 +39,7 @@ timing is skipped when the data stack is missing.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import os
@@ -78,7 +79,33 @@ def load_config(name: str, args) -> 'ml_collections.ConfigDict':
     c.train.batch_size = args.batch
   if args.crop is not None:
     c.data.crop_size = args.crop
+  apply_sets(c, args.set or [])
   return c
+
+
+def apply_sets(c, items) -> None:
+  """`--set a.b=v` overrides (v a Python literal, else a string), in order.
+
+  A key that is not in the config is an error naming it, as in the trainer's
+  `--config.a.b=v` flags.
+  """
+  for item in items:
+    key, sep, text = item.partition('=')
+    if not sep or not key:
+      raise ValueError(f'--set {item!r}: expected key=value (a config field)')
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    *parents, leaf = key.split('.')
+    node = c
+    for i, name in enumerate(parents):
+      if name not in node:
+        raise ValueError(f'--set {item!r}: config has no field {".".join(parents[:i + 1])!r}')
+      node = node[name]
+    if leaf not in node:
+      raise ValueError(f'--set {item!r}: config has no field {key!r}')
+    node[leaf] = value
 
 
 def set_conv_impl(c, impl: str) -> None:
@@ -395,6 +422,8 @@ def _worker_cmd(args, model, extra=()) -> list[str]:
       cmd += [f'--{flag}', str(v)]
   if args.remat is not None:
     cmd += ['--remat', str(args.remat)]
+  for item in args.set or []:
+    cmd += ['--set', item]
   if args.no_pair:
     cmd.append('--no_pair')
   if args.compile_only:
@@ -465,6 +494,8 @@ def main(argv=None) -> None:
   ap.add_argument('--remat', type=lambda s: s.lower() in ('1', 'true', 'yes'), default=None)
   ap.add_argument('--batch', type=int, default=0, help='override config.train.batch_size')
   ap.add_argument('--crop', type=int, default=None, help='override config.data.crop_size')
+  ap.add_argument('--set', action='append', metavar='KEY=VALUE',
+                  help='config override, repeatable (e.g. model.head_width=32)')
   ap.add_argument('--scaling', default=None, help='device counts, e.g. 1,2,4 ("" = none)')
   ap.add_argument('--shares', action='store_true', help='time shares (full mode: on)')
   ap.add_argument('--no_shares', action='store_true', help='skip the time shares')

@@ -168,3 +168,17 @@ def test_comparison_with_row_a_welch_and_images_better(tmp_path):
   line = next(l for l in text.splitlines() if l.startswith('| (e)'))
   assert '| 2 vs 1 |' in line and '+0.0000' in line and '1 of 2' in line
   assert summarize.comparison_table({'e': []}) == ''
+
+
+def test_benchmark_set_overrides_config_fields_and_names_a_bad_key():
+  bench = _load('benchmark')
+  args = bench.argparse.Namespace(dtype='', remat=None, conv_impl='', batch=0, crop=None,
+                                  set=['model.head_width=32', 'model.stage_widths=(8, 16, 32, 128)',
+                                       'data.crop_size=128', 'model.upsample=bilinear'])
+  c = bench.load_config('cpu', args)
+  assert c.model.head_width == 32 and tuple(c.model.stage_widths) == (8, 16, 32, 128)
+  assert c.data.crop_size == 128 and c.model.upsample == 'bilinear'
+  for bad in ('model.head_widht=32', 'modle.head_width=32', 'model.head_width'):
+    args.set = [bad]
+    with pytest.raises(ValueError, match=bad.split('=')[0].split('.')[0]):
+      bench.load_config('cpu', args)
