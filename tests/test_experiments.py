@@ -182,3 +182,27 @@ def test_benchmark_set_overrides_config_fields_and_names_a_bad_key():
     args.set = [bad]
     with pytest.raises(ValueError, match=bad.split('=')[0].split('.')[0]):
       bench.load_config('cpu', args)
+
+
+def test_cross_domain_compares_rows_per_target_against_the_first():
+  cd = _load('cross_domain')
+  assert cd.parse_runs(['e=/r/e0,/r/e1', 'f=/r/f0']) == {'e': ['/r/e0', '/r/e1'],
+                                                          'f': ['/r/f0']}
+  with pytest.raises(SystemExit, match='x/y'):
+    cd.parse_runs(['x/y'])
+  run = lambda final, coarse=None: {'final': final, 'coarse': coarse or final}
+  results = {
+      'e': {'6m': [run([0.80, 0.70]), run([0.82, 0.72], [0.9, 0.9])]},
+      'f': {'6m': [run([0.85, 0.69]), run([0.87, 0.71])]},
+  }
+  table = cd.compare(results, 'final')
+  e, f = table
+  assert (e['row'], e['target'], e['seeds'], e['vs_first']) == ('e', '6m', 2, None)
+  np.testing.assert_allclose(e['per_seed'], [0.75, 0.77])
+  np.testing.assert_allclose(f['vs_first']['diff'], 0.78 - 0.76)
+  # image 0: f 0.86 > e 0.81; image 1: f 0.70 < e 0.71
+  assert (f['vs_first']['images_better'], f['vs_first']['images']) == (1, 2)
+  assert f['vs_first']['welch_t'] > 0
+  assert cd.compare(results, 'coarse')[0]['per_seed'][1] == pytest.approx(0.9)
+  text = cd.markdown(table)
+  assert '| 6m | f | 2 | 0.7700 / 0.7900 |' in text and '1 of 2' in text
