@@ -95,8 +95,9 @@ def compare(results: dict, output: str = 'final') -> list[dict]:
   welch = _welch()
   rows = list(results)
   table = []
-  for target in {t: None for r in rows for t in results[r]}:
+  for target in dict.fromkeys(t for r in rows for t in results[r]):
     ref = results[rows[0]].get(target)
+    ref_means = [float(np.mean(r[output])) for r in ref] if ref else []
     for row in rows:
       runs = results[row].get(target)
       if not runs:
@@ -109,10 +110,9 @@ def compare(results: dict, output: str = 'final') -> list[dict]:
       if row != rows[0] and ref:
         per_image = np.mean([r[output] for r in runs], axis=0)
         ref_image = np.mean([r[output] for r in ref], axis=0)
-        w = welch(means, [float(np.mean(r[output])) for r in ref])
+        w = welch(means, ref_means)
         entry['vs_first'] = {
-            'reference': rows[0],
-            'diff': entry['mean'] - float(np.mean([np.mean(r[output]) for r in ref])),
+            'reference': rows[0], 'diff': entry['mean'] - float(np.mean(ref_means)),
             'welch_t': None if w is None else w[0], 'df': None if w is None else w[1],
             'images_better': int(np.sum(per_image > ref_image)), 'images': len(per_image)}
       table.append(entry)
