@@ -17,8 +17,10 @@ tta`) add a table of mean Dice without and with flip test-time augmentation.
 For octa500_3m* experiments a second table compares every row with row (a)
 on test Dice: the difference of the seed means, Welch's t over the seeds (and
 its degrees of freedom), and on how many test images the row is better once
-each image's Dice is averaged over the row's seeds. The same tables are made
-for the probes under `results/probes/<probe>/octa500_3m/` that hold a row (a).
+each image's Dice is averaged over the row's seeds. Every probe under
+`results/probes/<probe>/octa500_3m/` gets its table, and the comparison with
+row (a) where it holds one; probes named in PROBE_BASELINES are compared row by
+row with the same rows of the recipe they change.
 """
 from __future__ import annotations
 
@@ -36,6 +38,14 @@ ROW_NAMES = {
     'd': '(d) + memory bank updated (the method)',
     'e': '(e) (d) + refinement',
     'f': '(f) (e) without CLAHE',
+}
+
+# Probes without a row (a) of their own, compared row by row with the runs of
+# the recipe they change (same budget and seeds); the first folder that holds
+# a row is its reference.
+PROBE_BASELINES = {
+    'wide_encoder_6000': ('select_start', 'long_stage1_6000'),
+    'refine_1000': ('select_start',),
 }
 
 
@@ -132,30 +142,50 @@ def _image_dice(runs: list) -> dict[str, float]:
   return {k: statistics.mean(v) for k, v in sums.items() if len(v) == len(runs)}
 
 
+def _versus_line(label: str, runs: list, ref_runs: list) -> str:
+  """One comparison row: seed counts, difference of seed means, Welch t (df),
+  test images better (each image averaged over its seeds)."""
+  dice = [r[1]['summary']['dice']['mean'] for r in runs]
+  ref = [r[1]['summary']['dice']['mean'] for r in ref_runs]
+  w = welch(dice, ref)
+  img, ref_img = _image_dice(runs), _image_dice(ref_runs)
+  common = sorted(set(img) & set(ref_img))
+  better = (f'{sum(img[k] > ref_img[k] for k in common)} of {len(common)}'
+            if common else '–')
+  return (f'| {label} | {len(dice)} vs {len(ref)} | '
+          f'{statistics.mean(dice) - statistics.mean(ref):+.4f} | '
+          + (f'{w[0]:+.2f} ({w[1]:.1f})' if w else '–') + f' | {better} |')
+
+
 def comparison_table(rows: dict, base: str = 'a', names: dict | None = None) -> str:
   """Markdown: every row against `base` on mean per-image test Dice."""
   if base not in rows:
     return ''
   names = names or {}
-  ref = [r[1]['summary']['dice']['mean'] for r in rows[base]]
-  ref_img = _image_dice(rows[base])
   out = [f'Against row ({base}), test Dice: difference of the seed means, Welch t '
          '(degrees of freedom) over the seeds, and test images where the row is '
          'better with each image averaged over its seeds.', '',
          f'| row | seeds | Dice - row {base} | Welch t (df) | images better |',
          '|---|---|---|---|---|']
-  for row in sorted(rows):
-    if row == base:
-      continue
-    dice = [r[1]['summary']['dice']['mean'] for r in rows[row]]
-    w = welch(dice, ref)
-    img = _image_dice(rows[row])
-    common = sorted(set(img) & set(ref_img))
-    better = (f'{sum(img[k] > ref_img[k] for k in common)} of {len(common)}'
-              if common else '–')
-    out.append(f'| {names.get(row, row)} | {len(dice)} vs {len(ref)} | '
-               f'{statistics.mean(dice) - statistics.mean(ref):+.4f} | '
-               + (f'{w[0]:+.2f} ({w[1]:.1f})' if w else '–') + f' | {better} |')
+  out += [_versus_line(names.get(row, row), rows[row], rows[base])
+          for row in sorted(rows) if row != base]
+  return '\n'.join(out) + '\n'
+
+
+def baseline_table(rows: dict, reference: dict, label: str,
+                   names: dict | None = None) -> str:
+  """Markdown: every row against the same row of `reference` (another result
+  folder at the same budget, e.g. a probe against the recipe it changes)."""
+  common = [row for row in sorted(rows) if row in reference]
+  if not common:
+    return ''
+  names = names or {}
+  out = [f'Against the same row of {label}, test Dice: difference of the seed '
+         'means, Welch t (degrees of freedom) over the seeds, and test images '
+         'where the probe is better with each image averaged over its seeds.', '',
+         '| row | seeds | Dice - reference | Welch t (df) | images better |',
+         '|---|---|---|---|---|']
+  out += [_versus_line(names.get(row, row), rows[row], reference[row]) for row in common]
   return '\n'.join(out) + '\n'
 
 
@@ -202,11 +232,22 @@ def main() -> None:
   probes = RESULTS / 'probes'
   for probe in sorted(p for p in probes.glob('*') if (p / 'octa500_3m').is_dir()):
     rows = collect('octa500_3m', probe)
-    if 'a' not in rows:
+    if not rows:
       continue
     parts.append(table('octa500_3m', ROW_NAMES, probe).replace(
         '### octa500_3m', f'### probes/{probe.name} (octa500_3m rows; see experiments/README.md)', 1))
-    parts.append(comparison_table(rows, names=ROW_NAMES))
+    c = comparison_table(rows, names=ROW_NAMES)
+    if c:
+      parts.append(c)
+    if probe.name in PROBE_BASELINES:
+      reference: dict = {}
+      for name in PROBE_BASELINES[probe.name]:
+        for row, runs in collect('octa500_3m', probes / name).items():
+          reference.setdefault(row, runs)
+      label = ' / '.join(f'probes/{n}' for n in PROBE_BASELINES[probe.name])
+      c = baseline_table(rows, reference, label + ' (first holding the row)', ROW_NAMES)
+      if c:
+        parts.append(c)
   t = tta_table()
   if t:
     parts.append(t)

@@ -169,6 +169,23 @@ def test_comparison_with_row_a_welch_and_images_better(tmp_path):
   assert '| 2 vs 1 |' in line and '+0.0000' in line and '1 of 2' in line
   assert summarize.comparison_table({'e': []}) == ''
 
+  # A probe's rows against the same rows of a reference folder that has no
+  # row (a): the probe's e (seed means 0.75, 0.80; images 0.85, 0.70) against
+  # the reference's e (0.77, 0.75; images 0.81, 0.71).
+  probe = summarize.collect('octa500_3m', tmp_path)
+  ref_root = tmp_path / 'ref'
+  for tag, per_image in (('e-s0', {'1': 0.82, '2': 0.72}), ('e-s1', {'1': 0.80, '2': 0.70})):
+    metrics = _metrics(float(np.mean(list(per_image.values()))))
+    metrics['per_image'] = [{'id': k, 'dice': v} for k, v in per_image.items()]
+    (ref_root / 'octa500_3m' / tag).mkdir(parents=True)
+    (ref_root / 'octa500_3m' / tag / 'metrics.json').write_text(json.dumps(metrics))
+  text = summarize.baseline_table(probe, summarize.collect('octa500_3m', ref_root),
+                                  'probes/ref', summarize.ROW_NAMES)
+  lines = [l for l in text.splitlines() if l.startswith('| (')]
+  assert len(lines) == 1 and lines[0].startswith('| (e)')
+  assert '| 2 vs 2 |' in lines[0] and '+0.0150' in lines[0] and '1 of 2' in lines[0]
+  assert summarize.baseline_table(probe, {}, 'none') == ''
+
 
 def test_benchmark_set_overrides_config_fields_and_names_a_bad_key():
   bench = _load('benchmark')
