@@ -2,7 +2,8 @@ r"""Do models trained on OCTA-500 3M carry to other fields of view and devices?
 
   python experiments/cross_domain.py --runs "e=RUN_S0,RUN_S1,RUN_S2" \
       --runs "f=RUN_S0,RUN_S1,RUN_S2" [--targets 3m,6m,rossa] \
-      [--shared ../shared/data] --out experiments/results/diagnose/NAME.json
+      [--shared ../shared/data] [--reuse EARLIER.json] \
+      --out experiments/results/diagnose/NAME.json
 
 Evaluates the selected checkpoints of every run (`cosnet_jax.evaluate`, one
 pass, per-image Otsu threshold as in the tables) on each target and writes,
@@ -21,7 +22,10 @@ Targets (the folders of `../shared/data`; a user points --shared elsewhere):
          annotation protocol (its labels include smaller vessels than
          OCTA-500's large-vessel labels), so absolute Dice is low by
          construction; the comparison between rows is what it is for.
-Nothing here trains or selects: it reads checkpoints.
+Nothing here trains or selects: it reads checkpoints. `--reuse` takes the
+per-image results of (workdir, target) pairs from earlier outputs of this
+script instead of evaluating them again (the same trained runs: a run
+trained again in the same workdir must not be reused).
 """
 from __future__ import annotations
 
@@ -86,6 +90,22 @@ def evaluate(workdir: str, target: str, shared: pathlib.Path) -> dict:
           'coarse': [r['dice'] for r in coarse], 'report': str(out)}
 
 
+def load_reuse(files: list[str]) -> dict[tuple[str, str], dict]:
+  """(workdir, target) -> evaluate() result, from earlier outputs of main()."""
+  found = {}
+  for f in files:
+    try:
+      earlier = json.loads(pathlib.Path(f).read_text())
+      per_row = earlier['per_image']
+    except (OSError, ValueError, KeyError) as e:
+      raise SystemExit(f'--reuse {f}: not an output of cross_domain.py ({e})')
+    for targets in per_row.values():
+      for target, runs in targets.items():
+        for r in runs:
+          found[(r['workdir'], target)] = r
+  return found
+
+
 def compare(results: dict, output: str = 'final') -> list[dict]:
   """Rows of {row, target, seeds, per_seed, mean, std, vs_first: {...}}.
 
@@ -141,8 +161,11 @@ def main(argv=None):
   ap.add_argument('--runs', action='append', required=True, metavar='ROW=WORKDIR,...')
   ap.add_argument('--targets', default='3m,6m,rossa')
   ap.add_argument('--shared', default=str(ROOT.parent / 'shared' / 'data'))
+  ap.add_argument('--reuse', action='append', default=[], metavar='EARLIER.json',
+                  help='take (workdir, target) results found there instead of evaluating')
   ap.add_argument('--out', required=True)
   args = ap.parse_args(argv)
+  reuse = load_reuse(args.reuse)
   rows = parse_runs(args.runs)
   targets = [t for t in args.targets.split(',') if t]
   for t in targets:
@@ -158,11 +181,12 @@ def main(argv=None):
     for t in targets:
       results[row][t] = []
       for w in workdirs:
-        r = evaluate(w, t, shared)
+        reused = (w, t) in reuse
+        r = dict(reuse[(w, t)]) if reused else evaluate(w, t, shared)
         r['workdir'] = w
         results[row][t].append(r)
         print(f'{row} {t} {w}: final {np.mean(r["final"]):.4f} stage 1 '
-              f'{np.mean(r["coarse"]):.4f}', flush=True)
+              f'{np.mean(r["coarse"]):.4f}' + (' (reused)' if reused else ''), flush=True)
   out = {'rows': rows, 'targets': targets,
          'final': compare(results, 'final'), 'coarse': compare(results, 'coarse'),
          'per_image': results}

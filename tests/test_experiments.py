@@ -225,3 +225,32 @@ def test_cross_domain_compares_rows_per_target_against_the_first():
   assert cd.compare(results, 'coarse')[0]['per_seed'][1] == pytest.approx(0.9)
   text = cd.markdown(table)
   assert '| 6m | f | 2 | 0.7700 / 0.7900 |' in text and '1 of 2' in text
+
+
+def test_cross_domain_reuse_reads_earlier_results_and_evaluates_the_rest(
+    tmp_path, monkeypatch):
+  cd = _load('cross_domain')
+  shared = tmp_path / 'shared'
+  (shared / 'OCTA-500-official-sample').mkdir(parents=True)
+  run = lambda final: {'ids': ['a', 'b'], 'final': final, 'coarse': final}
+  earlier = {'per_image': {'e': {'6m': [dict(run([0.80, 0.70]), workdir='/r/e0')]}}}
+  (tmp_path / 'earlier.json').write_text(json.dumps(earlier))
+  evaluated = []
+
+  def fake_evaluate(workdir, target, shared_dir):
+    evaluated.append((workdir, target))
+    return run([0.85, 0.69])
+  monkeypatch.setattr(cd, 'evaluate', fake_evaluate)
+  out = tmp_path / 'out.json'
+  cd.main(['--runs', 'e=/r/e0', '--runs', 'f=/r/f0', '--targets', '6m',
+           '--shared', str(shared), '--reuse', str(tmp_path / 'earlier.json'),
+           '--out', str(out)])
+  assert evaluated == [('/r/f0', '6m')]          # e-0 on 6m came from earlier.json
+  result = json.loads(out.read_text())
+  f = next(e for e in result['final'] if e['row'] == 'f')
+  np.testing.assert_allclose(f['vs_first']['diff'], 0.77 - 0.75)
+  assert result['per_image']['e']['6m'][0]['workdir'] == '/r/e0'
+  (tmp_path / 'bad.json').write_text('{"rows": {}}')
+  with pytest.raises(SystemExit, match='bad.json'):
+    cd.main(['--runs', 'e=/r/e0', '--targets', '6m', '--shared', str(shared),
+             '--reuse', str(tmp_path / 'bad.json'), '--out', str(out)])
