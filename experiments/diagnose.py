@@ -1,7 +1,7 @@
 r"""Why does a trained run score what it scores? Read-outs of one workdir.
 
-  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta,shift]
-      [--out experiments/results/diagnose/NAME.json] [--train_images 30]
+  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta,shift,bn]
+      [--out experiments/results/diagnose/NAME.json] [--train_images 30] [--bn_batches 25]
 
 fit        mean per-image Dice (Otsu) of the final and the stage-1 output on
            the train, val and test splits: train ~ test means the model
@@ -31,6 +31,15 @@ shift      is the flip gain the averaging of the decoder's 2x2 stride-2
            test for one pass, the mean of 4 one-pixel shifts ((0,0), (0,1),
            (1,0), (1,1); content moved down / right, border rows and columns
            replicated) and the mean of the 4 flips, all through `Segmenter`.
+bn         are stage 1's BatchNorm running statistics the cause of its val
+           swings? For the best and each kept latest stage-1 checkpoint: mean
+           Dice of the stage-1 output on val and test with the stored running
+           statistics and with statistics recomputed from its weights (the
+           mean of the per-batch statistics of `--bn_batches` training batches,
+           the crops the run would have drawn next); and, per BN layer of the
+           best checkpoint, the channels whose running variance is below BN's
+           eps (there the normalisation divides by about sqrt(eps), so the
+           output follows small changes of the estimate).
 Nothing here trains or touches test for a decision: it reads checkpoints.
 """
 from __future__ import annotations
@@ -140,6 +149,105 @@ def shift_readout(workdir, checkpoint) -> dict:
     out[split] = {k: float(np.mean([_dice(m, r['mask'], 'otsu') for m, r in zip(v, res)]))
                   for k, v in maps.items()}
   return {'shift': out, 'shift_output': seg.output_name}
+
+
+def recompute_batch_stats(stats_of_batch, batches, momentum: float):
+  """Mean over `batches` of each BatchNorm layer's batch statistics.
+
+  Args:
+    stats_of_batch: fn(batch) -> the `batch_stats` collection after ONE
+      train-mode pass from all-zero running statistics, i.e. (1 - momentum)
+      times that batch's mean and (biased) variance per layer.
+    batches: iterable of model inputs.
+    momentum: the layers' running-average momentum.
+  Returns:
+    A `batch_stats` pytree of numpy arrays: per layer the mean over batches
+    of the batch means and of the batch variances ("precise BN").
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  total, n = None, 0
+  for x in batches:
+    stats = jax.tree.map(lambda a: np.asarray(a, np.float64) / (1.0 - momentum),
+                         stats_of_batch(x))
+    total = stats if total is None else jax.tree.map(np.add, total, stats)
+    n += 1
+  if n == 0:
+    raise ValueError('recompute_batch_stats: no batches')
+  return jax.tree.map(lambda a: (a / n).astype(np.float32), total)
+
+
+def bn_census(batch_stats, eps: float) -> dict:
+  """Channels per BN layer and those with running variance below eps."""
+  import jax  # pylint: disable=g-import-not-at-top
+  layers = {}
+  for path, var in jax.tree_util.tree_flatten_with_path(batch_stats)[0]:
+    keys = [getattr(k, 'key', str(k)) for k in path]
+    if keys[-1] != 'var':
+      continue
+    var = np.asarray(var)
+    layers['/'.join(keys[:-1])] = {'channels': int(var.size),
+                                   'below_eps': int(np.sum(var < eps))}
+  return {'layers': layers,
+          'channels': sum(v['channels'] for v in layers.values()),
+          'below_eps': sum(v['below_eps'] for v in layers.values())}
+
+
+def bn_readout(workdir, num_batches: int) -> dict:
+  """The 'bn' read-out (see the module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import models  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.models import conv_bn  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.train.checkpoint import StageCheckpoints  # pylint: disable=g-import-not-at-top
+  config = inference.load_run_config(workdir)
+  model = models.build_cosnet(config.model)
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False)['coarse'])
+
+  @jax.jit
+  def stats_of_batch(params, zeros, x):
+    _, upd = model.apply({'params': params, 'batch_stats': zeros}, x, train=True,
+                         mutable=['batch_stats'])
+    return upd['batch_stats']
+
+  splits = {s: list(data_lib.make_eval_batches(config.data, config.data[f'{s}_split'],
+                                               batch_size=8)) for s in ('val', 'test')}
+
+  def dice(variables, split):
+    out = []
+    for b in splits[split]:
+      prob = np.asarray(forward(variables, jnp.asarray(b['image'])))
+      for i, image_id in enumerate(b['id']):
+        if image_id:
+          h, w = int(b['height'][i]), int(b['width'][i])
+          out.append(_dice(prob[i, :h, :w, 0], b['mask'][i, :h, :w, 0], 'otsu'))
+    return float(np.mean(out))
+
+  ckpt = StageCheckpoints(pathlib.Path(workdir) / 'checkpoints' / 'stage1')
+  try:
+    steps = ['best'] + [int(s) for s in sorted(ckpt.latest.all_steps())]
+    out = {'batches': num_batches, 'checkpoints': []}
+    for which in steps:
+      raw, step = ckpt.restore_raw(which)
+      params = raw.get('ema_params') or raw['params']
+      stored = {'params': params, 'batch_stats': raw['batch_stats']}
+      zeros = jax.tree.map(jnp.zeros_like, raw['batch_stats'])
+      it = data_lib.make_train_iterator(config.data, global_batch_size=8,
+                                        seed=int(config.seed), start_step=int(step))
+      batches = (jnp.asarray(next(it)['image']) for _ in range(num_batches))
+      fresh = recompute_batch_stats(lambda x: stats_of_batch(params, zeros, x),
+                                    batches, conv_bn.BN_MOMENTUM)
+      recomputed = {'params': params, 'batch_stats': fresh}
+      out['checkpoints'].append({
+          'checkpoint': which if which == 'best' else 'latest', 'step': int(step),
+          'stored': {s: dice(stored, s) for s in splits},
+          'recomputed': {s: dice(recomputed, s) for s in splits}})
+      if which == 'best':
+        out['census'] = bn_census(raw['batch_stats'], conv_bn.BN_EPS)
+  finally:
+    ckpt.close()
+  return out
 
 
 def _border_band(gt: np.ndarray) -> np.ndarray:
@@ -273,6 +381,8 @@ def _print(report: dict) -> None:
     for split, r in report['shift'].items():
       print(f"shift ({report['shift_output']}, {split}): " +
             ', '.join(f'{k} {v:.4f}' for k, v in r.items()))
+  if 'bn' in report:
+    _print_bn(report['bn'])
   if 'contrast' in report:
     c = report['contrast']
     print(f"contrast (stage-1 step {c['stage1_step']}, T {c['temperature']}):")
@@ -295,6 +405,18 @@ def _print(report: dict) -> None:
               f"{f(a['bg_on_border'])}")
 
 
+def _print_bn(b: dict) -> None:
+  print(f"bn (stage 1, statistics recomputed over {b['batches']} training batches):")
+  for c in b['checkpoints']:
+    print(f"  {c['checkpoint']} step {c['step']}: stored val {c['stored']['val']:.4f} "
+          f"test {c['stored']['test']:.4f}; recomputed val {c['recomputed']['val']:.4f} "
+          f"test {c['recomputed']['test']:.4f}")
+  census = b.get('census')
+  if census:
+    print(f"  best checkpoint: {census['below_eps']} of {census['channels']} BN channels "
+          'have running variance below eps')
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,13 +425,15 @@ def main(argv=None) -> None:
   p.add_argument('--checkpoint', default='best', help="for fit / threshold")
   p.add_argument('--train_images', type=int, default=30,
                  help='train images in the contrast read-out (besides val)')
+  p.add_argument('--bn_batches', type=int, default=25,
+                 help='training batches the bn read-out recomputes statistics over')
   p.add_argument('--out', default='', help='JSON file to write')
   args = p.parse_args(argv)
   parts = set(args.parts.split(','))
-  unknown = parts - {'fit', 'threshold', 'contrast', 'tta', 'shift'}
+  unknown = parts - {'fit', 'threshold', 'contrast', 'tta', 'shift', 'bn'}
   if unknown:
     raise SystemExit(f'--parts: unknown {sorted(unknown)}; '
-                     'expected fit, threshold, contrast, tta, shift')
+                     'expected fit, threshold, contrast, tta, shift, bn')
   workdir = pathlib.Path(args.workdir)
   if not (workdir / 'config.json').is_file():
     raise SystemExit(f'{workdir}: not a training workdir (no config.json)')
@@ -322,6 +446,8 @@ def main(argv=None) -> None:
     report.update(shift_readout(workdir, args.checkpoint))
   if 'contrast' in parts:
     report['contrast'] = contrast_readout(workdir, args.train_images)
+  if 'bn' in parts:
+    report['bn'] = bn_readout(workdir, args.bn_batches)
   _print(report)
   if args.out:
     path = pathlib.Path(args.out)

@@ -254,3 +254,43 @@ def test_cross_domain_reuse_reads_earlier_results_and_evaluates_the_rest(
   with pytest.raises(SystemExit, match='bad.json'):
     cd.main(['--runs', 'e=/r/e0', '--targets', '6m', '--shared', str(shared),
              '--reuse', str(tmp_path / 'bad.json'), '--out', str(out)])
+
+
+def test_diagnose_recomputed_batch_stats_are_the_mean_of_batch_statistics():
+  """Precise BN: mean over batches of each batch's mean and biased variance
+  (numpy reference), whatever the stored running statistics; census counts
+  channels whose running variance is below eps."""
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  diagnose = _load('diagnose')
+
+  class Toy(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, name='bn')(x)
+
+  model = Toy()
+  rng = np.random.default_rng(0)
+  batches = [rng.normal(i, 1 + i, size=(4, 3, 3, 2)).astype(np.float32) for i in range(3)]
+  variables = model.init(jax.random.PRNGKey(0), batches[0], train=False)
+  zeros = jax.tree.map(jnp.zeros_like, variables['batch_stats'])
+
+  def stats_of_batch(x):
+    _, upd = model.apply({'params': variables['params'], 'batch_stats': zeros}, x,
+                         train=True, mutable=['batch_stats'])
+    return upd['batch_stats']
+
+  got = diagnose.recompute_batch_stats(stats_of_batch, batches, 0.9)
+  flat = [b.reshape(-1, 2).astype(np.float64) for b in batches]
+  np.testing.assert_allclose(got['bn']['mean'], np.mean([f.mean(0) for f in flat], 0),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got['bn']['var'], np.mean([f.var(0) for f in flat], 0),
+                             rtol=1e-4)
+  with pytest.raises(ValueError, match='no batches'):
+    diagnose.recompute_batch_stats(stats_of_batch, [], 0.9)
+  census = diagnose.bn_census({'a': {'bn': {'mean': np.zeros(3), 'var': np.array([0., 1e-7, 1.])}},
+                               'b': {'mean': np.zeros(2), 'var': np.ones(2)}}, 1e-5)
+  assert census['layers'] == {'a/bn': {'channels': 3, 'below_eps': 2},
+                              'b': {'channels': 2, 'below_eps': 0}}
+  assert (census['channels'], census['below_eps']) == (5, 2)
