@@ -1,6 +1,6 @@
 r"""Why does a trained run score what it scores? Read-outs of one workdir.
 
-  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta,shift,bn]
+  python experiments/diagnose.py RUN_WORKDIR [--parts fit,threshold,contrast,tta,shift,bn,weights]
       [--out experiments/results/diagnose/NAME.json] [--train_images 30] [--bn_batches 25]
 
 fit        mean per-image Dice (Otsu) of the final and the stage-1 output on
@@ -40,6 +40,11 @@ bn         are stage 1's BatchNorm running statistics the cause of its val
            best checkpoint, the channels whose running variance is below BN's
            eps (there the normalisation divides by about sqrt(eps), so the
            output follows small changes of the estimate).
+weights    how much of stage 1 is alive: per top-level module of the best
+           stage-1 checkpoint, the share of conv / dense kernel weights with
+           |w| < 1e-4 and of BN scales with |gamma| < 1e-3 (Adam with L2 in
+           the gradient, `optimizer.name='adam'`, drives the weights that the
+           loss does not hold up to zero at about the learning rate per step).
 Nothing here trains or touches test for a decision: it reads checkpoints.
 """
 from __future__ import annotations
@@ -190,6 +195,46 @@ def bn_census(batch_stats, eps: float) -> dict:
   return {'layers': layers,
           'channels': sum(v['channels'] for v in layers.values()),
           'below_eps': sum(v['below_eps'] for v in layers.values())}
+
+
+def weight_census(params, kernel_tol: float = 1e-4, scale_tol: float = 1e-3) -> dict:
+  """Per top-level module: kernel weights below kernel_tol, BN scales below scale_tol."""
+  import jax  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
+    keys = [getattr(k, 'key', str(k)) for k in path]
+    kind = {'kernel': 'kernel', 'scale': 'scale'}.get(keys[-1])
+    if kind is None:
+      continue
+    tol = kernel_tol if kind == 'kernel' else scale_tol
+    v = np.abs(np.asarray(value))
+    entry = out.setdefault(keys[0], {'kernel': [0, 0], 'scale': [0, 0]})
+    entry[kind][0] += int(np.sum(v < tol))
+    entry[kind][1] += int(v.size)
+  total = {k: [sum(e[k][i] for e in out.values()) for i in (0, 1)] for k in ('kernel', 'scale')}
+  share = lambda c: c[0] / c[1] if c[1] else None
+  return {'kernel_tol': kernel_tol, 'scale_tol': scale_tol,
+          'modules': {m: {'kernels_below': share(e['kernel']), 'kernels': e['kernel'][1],
+                          'scales_below': share(e['scale']), 'scales': e['scale'][1]}
+                      for m, e in sorted(out.items())},
+          'kernels_below': share(total['kernel']), 'scales_below': share(total['scale'])}
+
+
+def weights_readout(workdir) -> dict:
+  """The 'weights' read-out (see the module docstring)."""
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.train.checkpoint import StageCheckpoints  # pylint: disable=g-import-not-at-top
+  config = inference.load_run_config(workdir)
+  ckpt = StageCheckpoints(pathlib.Path(workdir) / 'checkpoints' / 'stage1')
+  try:
+    raw, step = ckpt.restore_raw('best')
+  finally:
+    ckpt.close()
+  out = weight_census(raw.get('ema_params') or raw['params'])
+  out.update(step=int(step), optimizer=str(config.optimizer.get('name', 'adam')),
+             weight_decay=float(config.optimizer.weight_decay),
+             learning_rate=float(config.optimizer.learning_rate))
+  return out
 
 
 def bn_readout(workdir, num_batches: int) -> dict:
@@ -383,6 +428,16 @@ def _print(report: dict) -> None:
             ', '.join(f'{k} {v:.4f}' for k, v in r.items()))
   if 'bn' in report:
     _print_bn(report['bn'])
+  if 'weights' in report:
+    w = report['weights']
+    print(f"weights (best stage-1 step {w['step']}, {w['optimizer']}, weight decay "
+          f"{w['weight_decay']:g}, lr {w['learning_rate']:g}): kernels |w| < "
+          f"{w['kernel_tol']:g}: {w['kernels_below']:.1%}; BN scales < "
+          f"{w['scale_tol']:g}: {w['scales_below']:.1%}")
+    for m, e in w['modules'].items():
+      f = lambda x: '-' if x is None else f'{x:.1%}'
+      print(f"  {m}: kernels {f(e['kernels_below'])} of {e['kernels']}, "
+            f"scales {f(e['scales_below'])} of {e['scales']}")
   if 'contrast' in report:
     c = report['contrast']
     print(f"contrast (stage-1 step {c['stage1_step']}, T {c['temperature']}):")
@@ -430,10 +485,10 @@ def main(argv=None) -> None:
   p.add_argument('--out', default='', help='JSON file to write')
   args = p.parse_args(argv)
   parts = set(args.parts.split(','))
-  unknown = parts - {'fit', 'threshold', 'contrast', 'tta', 'shift', 'bn'}
+  unknown = parts - {'fit', 'threshold', 'contrast', 'tta', 'shift', 'bn', 'weights'}
   if unknown:
     raise SystemExit(f'--parts: unknown {sorted(unknown)}; '
-                     'expected fit, threshold, contrast, tta, shift, bn')
+                     'expected fit, threshold, contrast, tta, shift, bn, weights')
   workdir = pathlib.Path(args.workdir)
   if not (workdir / 'config.json').is_file():
     raise SystemExit(f'{workdir}: not a training workdir (no config.json)')
@@ -448,6 +503,8 @@ def main(argv=None) -> None:
     report['contrast'] = contrast_readout(workdir, args.train_images)
   if 'bn' in parts:
     report['bn'] = bn_readout(workdir, args.bn_batches)
+  if 'weights' in parts:
+    report['weights'] = weights_readout(workdir)
   _print(report)
   if args.out:
     path = pathlib.Path(args.out)

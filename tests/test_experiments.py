@@ -294,3 +294,16 @@ def test_diagnose_recomputed_batch_stats_are_the_mean_of_batch_statistics():
   assert census['layers'] == {'a/bn': {'channels': 3, 'below_eps': 2},
                               'b': {'channels': 2, 'below_eps': 0}}
   assert (census['channels'], census['below_eps']) == (5, 2)
+
+
+def test_diagnose_weight_census_counts_collapsed_kernels_and_scales():
+  diagnose = _load('diagnose')
+  params = {'encoder': {'conv': {'kernel': np.array([0.0, 1e-6, 0.5, -0.2])},
+                        'bn': {'scale': np.array([1e-4, 1.0]), 'bias': np.zeros(2)}},
+            'head': {'conv': {'kernel': np.array([-1e-5, 0.3]), 'bias': np.zeros(1)}}}
+  c = diagnose.weight_census(params)
+  assert c['modules']['encoder'] == {'kernels_below': 0.5, 'kernels': 4,
+                                     'scales_below': 0.5, 'scales': 2}
+  assert c['modules']['head']['kernels_below'] == 0.5
+  assert c['modules']['head']['scales_below'] is None
+  assert c['kernels_below'] == pytest.approx(3 / 6) and c['scales_below'] == 0.5
