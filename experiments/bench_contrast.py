@@ -5,7 +5,7 @@ gradient wrt the embedding map) -> select_for_enqueue -> enqueue, jitted,
 for B=8, 320x320 (304 padded), D=256, bank [2, 400, 256].
 
   python experiments/bench_contrast.py [--batch 8] [--size 320] [--dim 256]
-      [--branches 2] [--iters 5]
+      [--branches 2] [--iters 5] [--cpu_preset] [--breakdown]
 
 Prints milliseconds per call (median of --iters after one warm-up) and, as a
 floor, the time of a trivial loss whose gradient also writes the whole map.
@@ -126,9 +126,15 @@ def main():
   parser.add_argument('--iters', type=int, default=5)
   parser.add_argument('--breakdown', action='store_true',
                       help='also time each piece of one branch')
+  parser.add_argument('--cpu_preset', action='store_true',
+                      help="configs/cpu.py's contrast settings (fewer anchors) "
+                           'instead of the paper defaults')
   args = parser.parse_args()
 
   cfg = contrast.default_contrast_config()
+  if args.cpu_preset:
+    from cosnet_jax.train.config import base_config, cpu_overrides  # pylint: disable=g-import-not-at-top
+    cfg = cpu_overrides(base_config()).contrast
   rng = jax.random.PRNGKey(0)
   embeds, prob, label, valid = [], None, None, None
   for b in range(args.branches):
