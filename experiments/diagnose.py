@@ -230,7 +230,7 @@ def weights_readout(workdir) -> dict:
     raw, step = ckpt.restore_raw('best')
   finally:
     ckpt.close()
-  out = weight_census(raw.get('ema_params') or raw['params'])
+  out = weight_census(inference._variables(raw)['params'])  # pylint: disable=protected-access
   out.update(step=int(step), optimizer=str(config.optimizer.get('name', 'adam')),
              weight_decay=float(config.optimizer.weight_decay),
              learning_rate=float(config.optimizer.learning_rate))
@@ -275,8 +275,8 @@ def bn_readout(workdir, num_batches: int) -> dict:
     out = {'batches': num_batches, 'checkpoints': []}
     for which in steps:
       raw, step = ckpt.restore_raw(which)
-      params = raw.get('ema_params') or raw['params']
-      stored = {'params': params, 'batch_stats': raw['batch_stats']}
+      stored = inference._variables(raw)  # pylint: disable=protected-access
+      params = stored['params']
       zeros = jax.tree.map(jnp.zeros_like, raw['batch_stats'])
       it = data_lib.make_train_iterator(config.data, global_batch_size=8,
                                         seed=int(config.seed), start_step=int(step))
@@ -429,15 +429,7 @@ def _print(report: dict) -> None:
   if 'bn' in report:
     _print_bn(report['bn'])
   if 'weights' in report:
-    w = report['weights']
-    print(f"weights (best stage-1 step {w['step']}, {w['optimizer']}, weight decay "
-          f"{w['weight_decay']:g}, lr {w['learning_rate']:g}): kernels |w| < "
-          f"{w['kernel_tol']:g}: {w['kernels_below']:.1%}; BN scales < "
-          f"{w['scale_tol']:g}: {w['scales_below']:.1%}")
-    for m, e in w['modules'].items():
-      f = lambda x: '-' if x is None else f'{x:.1%}'
-      print(f"  {m}: kernels {f(e['kernels_below'])} of {e['kernels']}, "
-            f"scales {f(e['scales_below'])} of {e['scales']}")
+    _print_weights(report['weights'])
   if 'contrast' in report:
     c = report['contrast']
     print(f"contrast (stage-1 step {c['stage1_step']}, T {c['temperature']}):")
@@ -470,6 +462,17 @@ def _print_bn(b: dict) -> None:
   if census:
     print(f"  best checkpoint: {census['below_eps']} of {census['channels']} BN channels "
           'have running variance below eps')
+
+
+def _print_weights(w: dict) -> None:
+  share = lambda x: '-' if x is None else f'{x:.1%}'
+  print(f"weights (best stage-1 step {w['step']}, {w['optimizer']}, weight decay "
+        f"{w['weight_decay']:g}, lr {w['learning_rate']:g}): kernels |w| < "
+        f"{w['kernel_tol']:g}: {share(w['kernels_below'])}; BN scales < "
+        f"{w['scale_tol']:g}: {share(w['scales_below'])}")
+  for m, e in w['modules'].items():
+    print(f"  {m}: kernels {share(e['kernels_below'])} of {e['kernels']}, "
+          f"scales {share(e['scales_below'])} of {e['scales']}")
 
 
 def main(argv=None) -> None:
