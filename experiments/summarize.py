@@ -47,6 +47,7 @@ PROBE_BASELINES = {
     'wide_encoder_6000': ('select_start', 'long_stage1_6000'),
     'refine_1000': ('select_start',),
     'adamw_6000': ('select_start',),
+    'wide_noclahe_6000': ('long_stage1_6000',),
 }
 
 

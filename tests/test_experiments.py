@@ -307,3 +307,42 @@ def test_diagnose_weight_census_counts_collapsed_kernels_and_scales():
   assert c['modules']['head']['kernels_below'] == 0.5
   assert c['modules']['head']['scales_below'] is None
   assert c['kernels_below'] == pytest.approx(3 / 6) and c['scales_below'] == 0.5
+
+
+def test_profile_step_classifies_conv_passes_and_counts_their_flops():
+  """profile_step reads the XLA:CPU trace back per HLO instruction: a conv's
+  forward, input gradient and kernel gradient are told apart and each is
+  counted at 2 x N x H x W x 9 x Cin x Cout FLOPs."""
+  import jax
+  import jax.numpy as jnp
+  prof = _load('profile_step')
+  n, h, w, cin, cout = 2, 24, 24, 8, 16
+
+  def loss(x, k):
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    z = y.reshape(-1, cout) @ jnp.full((cout, 8), 0.1)      # a dot (YNNPACK fusion on CPU)
+    return jnp.sum(jnp.tanh(y)) + jnp.sum(z * z)
+
+  x = jnp.ones((n, h, w, cin)) * 0.1
+  k = jnp.ones((3, 3, cin, cout)) * 0.01
+  from cosnet_jax.models import fast_conv
+  compiled = jax.jit(jax.grad(loss, argnums=(0, 1)),
+                     compiler_options=fast_conv.xla_compiler_options()).lower(x, k).compile()
+  hlo = prof.parse_hlo(compiled.as_text())
+  events, walls = prof.trace_ops(lambda: compiled(x, k), prof.leaf_names(hlo), steps=2)
+  assert len(walls) == 2 and events
+  res = prof.summarize(events, hlo, steps=2)
+  classes = res['classes']
+  expected = 2.0 * n * h * w * 9 * cin * cout / 1e9
+  for cls in ('conv fwd', 'conv input-grad', 'conv kernel-grad'):
+    assert cls in classes, (cls, sorted(classes))
+    assert classes[cls]['gflop'] == pytest.approx(expected, rel=1e-6), cls
+    assert classes[cls]['ms'] > 0
+  # the dot's forward and its input gradient (d/dy of z*z through z = y m)
+  dots = [c for name, c in classes.items() if name.startswith('dot')]
+  assert dots and sum(c['gflop'] for c in dots) == pytest.approx(
+      2 * 2.0 * n * h * w * cout * 8 / 1e9, rel=1e-6)
+  assert sum(c['share'] for c in classes.values()) == pytest.approx(1.0)
+  with pytest.raises(FileNotFoundError, match='trace.json.gz'):
+    prof.read_trace(str(ROOT / 'configs'), {'x'})

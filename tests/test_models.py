@@ -392,11 +392,14 @@ def test_refiner_rejects_mismatched_inputs(refiner_setup):
 # ---- conv implementations and the summary command ---------------------------------------
 
 
+@pytest.mark.parametrize('dense_width', [0, 4])
 @pytest.mark.parametrize('kernel, groups, stride', [(3, 4, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
-def test_conv_matches_flax_conv(kernel, groups, stride):
-  """Grouped (sliced) and 1x1 (matmul) convs == nn.Conv with the same variables."""
-  from cosnet_jax.models.conv_bn import conv
-  layer = conv(16, kernel, stride=stride, groups=groups, use_bias=True)
+def test_conv_matches_flax_conv(kernel, groups, stride, dense_width, monkeypatch):
+  """Grouped (sliced, or block-diagonal dense for narrow groups) and 1x1 (matmul)
+  convs == nn.Conv with the same variables."""
+  from cosnet_jax.models import conv_bn
+  monkeypatch.setattr(conv_bn, 'DENSE_GROUP_WIDTH', dense_width)
+  layer = conv_bn.conv(16, kernel, stride=stride, groups=groups, use_bias=True)
   pad = kernel // 2
   ref = nn.Conv(16, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)),
                 feature_group_count=groups)
@@ -406,6 +409,28 @@ def test_conv_matches_flax_conv(kernel, groups, stride):
       lambda a: a.shape, jax.eval_shape(lambda x: layer.init(KEY, x), x))
   np.testing.assert_allclose(layer.apply(variables, x), ref.apply(variables, x),
                              rtol=1e-5, atol=1e-5)
+  # The formulation shows in the lowered HLO: one convolution, or one per group.
+  text = jax.jit(layer.apply).lower(variables, x).as_text()
+  if groups > 1:
+    assert text.count('convolution(') == (1 if 8 // groups <= dense_width else groups)
+
+
+def test_true_group_flops_counts_the_grouped_multiply_adds():
+  """XLA's cost analysis of a narrow grouped conv counts the block-diagonal
+  dense conv's zeros unless true_group_flops() is on (benchmark MFU, summary)."""
+  from cosnet_jax.models import conv_bn
+  layer = conv_bn.conv(16, 3, groups=4)
+  x = jax.ShapeDtypeStruct((1, 8, 8, 16), jnp.float32)
+  variables = jax.eval_shape(lambda x: layer.init(KEY, x), x)
+  flops = lambda: jax.jit(lambda v, x: layer.apply(v, x)).lower(variables, x).cost_analysis()['flops']
+  # 2 x outputs x taps x 4 input channels, taps inside the zero padding not
+  # counted by XLA: (22 / 24)^2 of 9 on an 8 x 8 image.
+  grouped = 2 * 8 * 8 * 16 * 9 * 4 * (22 / 24) ** 2
+  assert conv_bn.DENSE_GROUP_WIDTH >= 4
+  assert flops() == pytest.approx(4 * grouped, rel=0.02)
+  with conv_bn.true_group_flops():
+    assert flops() == pytest.approx(grouped, rel=0.02)
+  assert conv_bn.DENSE_GROUP_WIDTH >= 4
 
 
 def test_summary_figures():

@@ -244,3 +244,26 @@ def test_cpu_conv_kernels_give_the_same_step(monkeypatch):
   np.testing.assert_allclose(m['grad_norm'], m_ref['grad_norm'], rtol=1e-3)
   for a, b in zip(jax.tree.leaves((params, stats)), jax.tree.leaves((params_ref, stats_ref))):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_dense_grouped_convs_give_the_same_step(monkeypatch):
+  """Narrow grouped convs as one block-diagonal dense conv (conv_bn.DENSE_GROUP_WIDTH,
+  for XLA:CPU speed) change the formulation, not the step: same loss, gradient
+  and update as per-group slices."""
+  from cosnet_jax.models import conv_bn
+  out, n_convs = {}, {}
+  for name, width in (('dense', conv_bn.DENSE_GROUP_WIDTH), ('slices', 0)):
+    monkeypatch.setattr(conv_bn, 'DENSE_GROUP_WIDTH', width)
+    config, mesh, model, _ = _setup(4, 0.0)
+    step = steps_lib.build_train_step(model, config, mesh)   # traced under `width`
+    state = init_state(config, mesh, model, tx=_SGD)
+    batch = steps_lib.shard_batch(make_batch(0), mesh)
+    n_convs[name] = step.lower(state, batch).as_text().count('stablehlo.convolution')
+    state, m = step(state, batch)
+    out[name] = jax.device_get((m, state.params, state.batch_stats))
+  assert n_convs['dense'] < n_convs['slices'], n_convs   # the dense path ran
+  (m, params, stats), (m_ref, params_ref, stats_ref) = out['dense'], out['slices']
+  np.testing.assert_allclose(m['loss'], m_ref['loss'], rtol=1e-5)
+  np.testing.assert_allclose(m['grad_norm'], m_ref['grad_norm'], rtol=1e-3)
+  for a, b in zip(jax.tree.leaves((params, stats)), jax.tree.leaves((params_ref, stats_ref))):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)

@@ -34,6 +34,11 @@ class UpConv2x2(nn.Module):
   y[b, 2i+p, 2j+q, o] = sum_c x[b, i, j, c] * kernel[p, q, c, o] + bias[o].
   The 2x2 stride-2 windows do not overlap, so this is one matmul followed by a
   depth-to-space reshape (much faster on CPU than an input-dilated conv).
+  The matmul is [B*H*W, C] x [C, (p, q, o)], so its output is pixel-major and
+  the depth-to-space moves rows of 2*features contiguous values. (Written as
+  the einsum 'bhwc,pqco->bhpwqo', XLA:CPU computed it channel-major and spent
+  more time on the transpose than on the matmul: 7.3 -> 2.9 ms forward +
+  backward at 8 x 48^2 x 32 -> 8 x 96^2 x 32; the same numbers to 1e-6.)
   """
   features: int
   dtype: Any = jnp.float32
@@ -43,9 +48,11 @@ class UpConv2x2(nn.Module):
     b, h, w, c = x.shape
     kernel = self.param('kernel', he_fan_out, (2, 2, c, self.features), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    y = jnp.einsum('bhwc,pqco->bhpwqo', x.astype(self.dtype), kernel.astype(self.dtype))
-    y = y.reshape(b, 2 * h, 2 * w, self.features)
-    return y + bias.astype(self.dtype)
+    f = self.features
+    k = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(c, 4 * f).astype(self.dtype)
+    y = jnp.dot(x.astype(self.dtype).reshape(b * h * w, c), k)       # [BHW, (p, q, o)]
+    y = y.reshape(b, h, w, 2, 2, f).transpose(0, 1, 3, 2, 4, 5)      # [B, H, p, W, q, o]
+    return y.reshape(b, 2 * h, 2 * w, f) + bias.astype(self.dtype)
 
 
 class ResidualConvBlock(nn.Module):

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from cosnet_jax.models.conv_bn import true_group_flops
 from cosnet_jax.models.config import PRESETS, default_model_config, default_refine_config
 from cosnet_jax.models.cosnet import build_cosnet
 from cosnet_jax.models.refiner import build_refiner
@@ -28,7 +29,8 @@ def _count(tree: Any) -> int:
 
 
 def _flops(fn, *args) -> float:
-  cost = jax.jit(fn).lower(*args).cost_analysis()
+  with true_group_flops():   # the model's multiply-adds, not the dense formulation's
+    cost = jax.jit(fn).lower(*args).cost_analysis()
   if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
     cost = cost[0]
   return float(cost['flops'])
