@@ -12,14 +12,20 @@ named as in the compiled module. Each event is matched to its instruction in
 * conv fwd / conv input-grad / conv kernel-grad: `convolution` instructions;
   backward ones carry `transpose(jvp(...))` in their op_name, and a kernel
   gradient is the one whose window spans the image (window > 7x7);
-* dot, fusion (element-wise loops; reductions = `kInput`), copy / transpose,
-  sort, collectives, other.
+* dot: `dot` instructions and fusions holding one (YNNPACK's dots);
+* fusions by what their fused computation holds: reductions / pooling,
+  layout changes (transposes), else element-wise; copies, sort,
+  collectives, other.
 
 For every class: total time per step, share of the summed op time, FLOPs per
 step (convolutions and dots counted from their shapes: 2 x output elements x
-contraction size) and the GFLOP/s they ran at; and the heaviest instructions
-with their shapes. The step's wall time is printed beside the summed op time
-(XLA:CPU may run independent thunks concurrently, so the two need not match).
+contraction size), the GFLOP/s they ran at, and the GB/s moved (operand and
+output sizes); the time per top-level flax module (from the op_name; ops
+outside the network split into per-pixel and other work by shape); and the
+heaviest instructions with their shapes. The step's wall time is printed
+beside the summed op time: XLA:CPU runs convolutions asynchronously on
+Eigen's thread pool, so their events hold only the dispatch and their run
+time shows as the gap between the two.
 Imports only jax / flax / optax / numpy / ml_collections.
 """
 from __future__ import annotations
@@ -170,7 +176,7 @@ def module_of(op_name: str, shape: list[int] | None = None,
   per-anchor work (optimizer update, finite checks, parameter average, bank)."""
   if not op_name:
     return 'unknown'
-  m = re.search(r'COSNet\)?/([\w\-]+)', op_name)
+  m = re.search(r'COSNet\)*/([\w\-]+)', op_name)
   if m:
     return m.group(1)
   if image and shape:

@@ -39,7 +39,16 @@ he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 # way (float32 rounding). `true_group_flops()` switches it off, so that XLA's
 # cost analysis counts the model's own FLOPs; COSNET_DENSE_GROUP_WIDTH=0 in
 # the environment switches it off in a process (for A/B timings).
-DENSE_GROUP_WIDTH = int(os.environ.get('COSNET_DENSE_GROUP_WIDTH', '4'))
+def _dense_group_width() -> int:
+  text = os.environ.get('COSNET_DENSE_GROUP_WIDTH', '4')
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f'environment COSNET_DENSE_GROUP_WIDTH={text!r}: expected an '
+                     'integer (input channels per group; 0 = never dense)') from None
+
+
+DENSE_GROUP_WIDTH = _dense_group_width()
 
 
 @contextlib.contextmanager
