@@ -245,7 +245,8 @@ def run_worker(args) -> dict:
 
   # Model FLOPs: unoptimised HLO with every grouped conv as per-group slices
   # (the block-diagonal dense formulation of the narrowest ones computes
-  # zeros that are not the model's FLOPs).
+  # zeros that are not the model's FLOPs). A step of its own: lowering
+  # `step` here would cache the slices' trace for the timed compile below.
   from cosnet_jax.models import conv_bn
   _, ref_step = build_step(c)
   with conv_bn.true_group_flops():

@@ -34,6 +34,7 @@ import argparse
 import collections
 import gzip
 import json
+import math
 import re
 import statistics
 import sys
@@ -82,9 +83,7 @@ def parse_hlo(text: str) -> dict[str, dict]:
     operand_names[name] = re.findall(r'%([\w.\-]+)', operands)
     out[name] = {'opcode': opcode, 'shape': _dims(shape), 'operands': _dims(operands),
                  'attrs': attrs, 'op_name': op_name.group(1) if op_name else '',
-                 'kind': (re.search(r'kind=(\w+)', attrs) or [None, ''])[1],
-                 'calls': (re.search(r'calls=%?([\w.\-]+)', attrs) or [None, ''])[1],
-                 'custom': '__ynn_fusion' in attrs}
+                 'calls': (re.search(r'calls=%?([\w.\-]+)', attrs) or [None, ''])[1]}
   for name, ins in out.items():
     ins['body'] = sorted(bodies.get(ins['calls'], ()))
     ins['inner'] = list(members.get(ins['calls'], ()))
@@ -102,13 +101,8 @@ def conv_flops(ins: dict) -> float:
     return 0.0
   rhs = ins['operands'][1]
   i_dim = rhs[labels.group(2).index('i')]
-  win = 1
-  for w in (window.group(1).split('x') if window else []):
-    win *= int(w)
-  out_elems = 1
-  for d in ins['shape'][0]:
-    out_elems *= d
-  return 2.0 * out_elems * win * i_dim
+  win = math.prod(int(w) for w in window.group(1).split('x')) if window else 1
+  return 2.0 * math.prod(ins['shape'][0]) * win * i_dim
 
 
 def dot_flops(ins: dict) -> float:
@@ -116,13 +110,8 @@ def dot_flops(ins: dict) -> float:
   m = re.search(r'lhs_contracting_dims=\{([\d,]*)\}', ins['attrs'])
   if not m or not ins['operands'] or not ins['shape']:
     return 0.0
-  k = 1
-  for d in (int(x) for x in m.group(1).split(',') if x):
-    k *= ins['operands'][0][d]
-  out_elems = 1
-  for d in ins['shape'][0]:
-    out_elems *= d
-  return 2.0 * out_elems * k
+  k = math.prod(ins['operands'][0][int(d)] for d in m.group(1).split(',') if d)
+  return 2.0 * math.prod(ins['shape'][0]) * k
 
 
 def instruction_flops(ins: dict, hlo: dict[str, dict]) -> float:
@@ -188,13 +177,7 @@ def module_of(op_name: str, shape: list[int] | None = None,
 
 def io_bytes(ins: dict) -> float:
   """Bytes read + written by an instruction, from its operand and output shapes (float32)."""
-  total = 0
-  for shape in ins['operands'] + ins['shape'][:1]:
-    n = 1
-    for d in shape:
-      n *= d
-    total += 4 * n
-  return float(total)
+  return 4.0 * sum(math.prod(shape) for shape in ins['operands'] + ins['shape'][:1])
 
 
 def summarize(events: dict[str, list[float]], hlo: dict[str, dict], steps: int,
@@ -209,16 +192,17 @@ def summarize(events: dict[str, list[float]], hlo: dict[str, dict], steps: int,
     flops = instruction_flops(ins, hlo)
     cls = classify(ins)
     shape = ins['shape'][0] if ins['shape'] else []
+    module = module_of(ins['op_name'], shape, image)
+    gb = io_bytes(ins) / 1e9
     c = classes[cls]
     c['ms'] += ms
     c['gflop'] += flops / 1e9
     c['count'] += 1
-    c['gb'] += io_bytes(ins) / 1e9
-    modules[module_of(ins['op_name'], shape, image)] += ms
+    c['gb'] += gb
+    modules[module] += ms
     rows.append({'name': name, 'class': cls, 'ms': ms, 'gflop': flops / 1e9,
-                 'gb_per_s': io_bytes(ins) / 1e9 / (ms / 1e3) if ms else 0.0,
-                 'module': module_of(ins['op_name'], shape, image),
-                 'shape': ins['shape'][0] if ins['shape'] else [],
+                 'gb_per_s': gb / (ms / 1e3) if ms else 0.0, 'module': module,
+                 'shape': shape,
                  'operands': ins['operands'][:2], 'op_name': ins['op_name'][-120:]})
   total = sum(c['ms'] for c in classes.values())
   out_classes = {}
