@@ -174,5 +174,7 @@ def define_flags():
 
 
 if __name__ == '__main__':
+  from cosnet_jax import hugepages  # pylint: disable=g-import-not-at-top
+  hugepages.reexec_with_hugepages()  # see cosnet_jax/hugepages.py
   define_flags()
   app.run(main)

@@ -53,6 +53,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python experiments/benchmark.py` from anywhere
+  sys.path.insert(0, str(ROOT))
+from cosnet_jax import hugepages  # noqa: E402  (no jax import: safe before re-exec)
 CONFIGS = {'cpu': 'configs/cpu.py', 'quickstart': 'configs/synthetic.py',
            'paper': 'configs/default.py'}
 GPU_PEAK_TFLOPS = {'H100': 989.0, 'H200': 989.0, 'A100': 312.0}   # dense bf16, spec
@@ -74,8 +77,6 @@ def load_config(name: str, args) -> 'ml_collections.ConfigDict':
     c.refine.model.dtype = args.dtype
   if args.remat is not None:
     c.model.remat = args.remat
-  if args.conv_impl:
-    set_conv_impl(c, args.conv_impl)
   if args.batch:
     c.train.batch_size = args.batch
   if args.crop is not None:
@@ -107,14 +108,6 @@ def apply_sets(c, items) -> None:
     if leaf not in node:
       raise ValueError(f'--set {item!r}: config has no field {key!r}')
     node[leaf] = value
-
-
-def set_conv_impl(c, impl: str) -> None:
-  if 'conv_impl' not in c.model:
-    raise ValueError(f'--conv_impl={impl}: this config.model has no conv_impl field')
-  c.model.conv_impl = impl
-  if 'conv_impl' in c.refine.model:
-    c.refine.model.conv_impl = impl
 
 
 def train_hw(c) -> tuple[int, int]:
@@ -224,8 +217,8 @@ def run_worker(args) -> dict:
   res = {'config': CONFIGS[args.model], 'platform': platform,
          'device_kind': jax.devices()[0].device_kind, 'devices': n_dev, 'batch': b,
          'train_hw': list(hw), 'model_name': c.model.name, 'dtype': c.model.dtype,
-         'remat': bool(c.model.remat), 'conv_impl': c.model.get('conv_impl', 'xla'),
-         'xla_flags': os.environ.get('XLA_FLAGS', ''), 'jax': jax.__version__}
+         'remat': bool(c.model.remat), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+         'hugepages': hugepages.active(), 'jax': jax.__version__}
   mm_fn, mm_flops = matmul_probe(platform)
   mm_ts, _ = time_calls(mm_fn, 5)
   res['matmul_gflops_before'] = mm_flops / statistics.median(mm_ts) / 1e9
@@ -420,7 +413,7 @@ def measure_data_loading(c, step_s) -> dict:
 def _worker_cmd(args, model, extra=()) -> list[str]:
   cmd = [sys.executable, str(Path(__file__).resolve()), '--worker', '--model', model,
          '--steps', str(args.steps)]
-  for flag in ('dtype', 'conv_impl', 'batch', 'crop'):
+  for flag in ('dtype', 'batch', 'crop'):
     v = getattr(args, flag)
     if v not in (None, ''):
       cmd += [f'--{flag}', str(v)]
@@ -494,7 +487,6 @@ def main(argv=None) -> None:
   ap.add_argument('--models', default='', help='comma list of ' + ','.join(CONFIGS))
   ap.add_argument('--steps', type=int, default=10, help='timed steps (>= 10)')
   ap.add_argument('--dtype', default='', help="override config.model.dtype ('bfloat16')")
-  ap.add_argument('--conv_impl', default='', help='override config.model.conv_impl')
   ap.add_argument('--remat', type=lambda s: s.lower() in ('1', 'true', 'yes'), default=None)
   ap.add_argument('--batch', type=int, default=0, help='override config.train.batch_size')
   ap.add_argument('--crop', type=int, default=None, help='override config.data.crop_size')
@@ -550,4 +542,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
+  hugepages.reexec_with_hugepages()  # before jax: see cosnet_jax/hugepages.py
   main()

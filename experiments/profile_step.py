@@ -319,7 +319,7 @@ def main(argv=None) -> None:
   ap.add_argument('--crop', type=int, default=None, help='override config.data.crop_size')
   ap.add_argument('--set', action='append', metavar='KEY=VALUE', help='config override')
   args = ap.parse_args(argv)
-  args.dtype, args.remat, args.conv_impl = '', None, ''
+  args.dtype, args.remat = '', None
   res = run(args)
   print_report(res)
   Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -327,4 +327,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
+  benchmark.hugepages.reexec_with_hugepages()  # before jax: cosnet_jax/hugepages.py
   main()

@@ -189,7 +189,7 @@ def test_comparison_with_row_a_welch_and_images_better(tmp_path):
 
 def test_benchmark_set_overrides_config_fields_and_names_a_bad_key():
   bench = _load('benchmark')
-  args = bench.argparse.Namespace(dtype='', remat=None, conv_impl='', batch=0, crop=None,
+  args = bench.argparse.Namespace(dtype='', remat=None, batch=0, crop=None,
                                   set=['model.head_width=32', 'model.stage_widths=(8, 16, 32, 128)',
                                        'data.crop_size=128', 'model.upsample=bilinear'])
   c = bench.load_config('cpu', args)
