@@ -83,6 +83,13 @@ def active(environ: Mapping[str, str] = os.environ) -> bool:
   return False
 
 
+def in_effect(environ: Mapping[str, str] = os.environ) -> bool:
+  """Whether a cosnet_jax entry point started from `environ` runs on huge
+  pages: already active, or `reexec_with_hugepages()` would turn them on."""
+  return active(environ) or tunables_with_hugepages(
+      environ, glibc_version(), thp_mode()) is not None
+
+
 def reexec_with_hugepages(argv: Optional[Sequence[str]] = None) -> None:
   """Re-executes this process with glibc's huge pages on, where that applies.
 

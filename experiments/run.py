@@ -125,7 +125,10 @@ def _hardware() -> dict:
           'cpus_usable': len(os.sched_getaffinity(0)),
           'jax_backend': jax.default_backend(),
           'devices': [str(d) for d in jax.devices()],
-          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'jax': jax.__version__}
+          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'jax': jax.__version__,
+          # glibc huge pages for XLA's buffers in the training process
+          # (cosnet_jax/hugepages.py): 17-25 % on the CPU step time.
+          'glibc_hugepages': benchmark.hugepages.in_effect()}
 
 
 def _run(cmd: list[str], log: pathlib.Path) -> float:

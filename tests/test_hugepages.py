@@ -37,6 +37,8 @@ def test_active_and_thp_mode(tmp_path):
   assert hugepages.active({'GLIBC_TUNABLES': 'a=1:glibc.malloc.hugetlb=1'})
   assert not hugepages.active({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'})
   assert not hugepages.active({})
+  assert hugepages.in_effect({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=1'})
+  assert not hugepages.in_effect({'COSNET_HUGEPAGES': '0'})
   sysfs = tmp_path / 'enabled'
   sysfs.write_text('always [madvise] never\n')
   assert hugepages.thp_mode(str(sysfs)) == 'madvise'
