@@ -81,6 +81,7 @@ def test_run_json_records_the_machine_speed():
   hw = _load('run')._hardware()
   assert hw['matmul_gflops'] > 0 and isinstance(hw['cpu_isa'], str)
   assert hw['cpus_usable'] >= 1
+  assert isinstance(hw['glibc_hugepages'], bool)
 
 
 def test_collect_only_names_a_missing_run(tmp_path):
