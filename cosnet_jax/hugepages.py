@@ -21,6 +21,10 @@ benchmarks) call it first. It does nothing when:
   transparent huge pages off (`never`) or not at all;
 * `GLIBC_TUNABLES` already names `glibc.malloc.hugetlb` (any value: a user's
   own choice is kept).
+
+From the Python API (a notebook, `evaluation.inference.Segmenter`) nothing
+re-executes; start the interpreter with the variable set to get the same
+speed: `GLIBC_TUNABLES=glibc.malloc.hugetlb=1 jupyter lab`.
 """
 from __future__ import annotations
 
