@@ -48,6 +48,8 @@ PROBE_BASELINES = {
     'refine_1000': ('select_start',),
     'adamw_6000': ('select_start',),
     'wide_noclahe_6000': ('long_stage1_6000',),
+    'wide_encoder_8000': ('wide_encoder_6000',),
+    'wide_head32_6000': ('wide_encoder_6000',),
 }
 
 
