@@ -64,9 +64,6 @@ def main(argv):
 
 
 def run():
-  # Before jax is imported: glibc reads its huge-page tunable at start-up.
-  from cosnet_jax import hugepages  # pylint: disable=g-import-not-at-top
-  hugepages.reexec_with_hugepages()
   from cosnet_jax.train import config_checks  # pylint: disable=g-import-not-at-top
   try:
     config_checks.check_override_keys(sys.argv[1:])
@@ -77,4 +74,8 @@ def run():
 
 
 if __name__ == '__main__':
+  # Only as a command (re-executing a caller's own script would run it twice),
+  # and before jax is imported: glibc reads its huge-page tunable at start-up.
+  from cosnet_jax import hugepages  # pylint: disable=g-import-not-at-top
+  hugepages.reexec_with_hugepages()
   run()
