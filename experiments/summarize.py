@@ -50,6 +50,7 @@ PROBE_BASELINES = {
     'wide_noclahe_6000': ('long_stage1_6000',),
     'wide_encoder_8000': ('wide_encoder_6000',),
     'wide_head32_6000': ('wide_encoder_6000',),
+    'wide_fullres16_6000': ('wide_encoder_6000',),
 }
 
 
