@@ -15,8 +15,8 @@ computed changes.
 glibc reads its tunables once, when the process starts, so setting the
 variable from Python is too late. `reexec_with_hugepages()` therefore
 re-executes the current command line once, with the tunable added, before jax
-is imported; the entry points (`cosnet_jax.main`, `evaluate`, `predict`, the
-benchmarks) call it first. It does nothing when:
+allocates anything; the entry points (`cosnet_jax.main`, `evaluate`,
+`predict`, the benchmarks) call it first thing under `__main__`. It does nothing when:
 
 * `COSNET_HUGEPAGES=0` is set (the switch to turn it off);
 * the C library is not glibc >= 2.35 (macOS, musl), or the kernel has
@@ -61,6 +61,15 @@ def thp_mode(path: str = THP_SYSFS) -> Optional[str]:
   return m.group(1) if m else None
 
 
+def _tunable_value(environ: Mapping[str, str]) -> Optional[str]:
+  """The value GLIBC_TUNABLES gives glibc.malloc.hugetlb, or None if unset."""
+  for entry in environ.get('GLIBC_TUNABLES', '').split(':'):
+    name, _, value = entry.partition('=')
+    if name == TUNABLE:
+      return value.strip()
+  return None
+
+
 def tunables_with_hugepages(environ: Mapping[str, str],
                             glibc: Optional[Tuple[int, int]],
                             thp: Optional[str]) -> Optional[str]:
@@ -73,20 +82,15 @@ def tunables_with_hugepages(environ: Mapping[str, str],
     return None
   if glibc is None or glibc < MIN_GLIBC or thp not in ('always', 'madvise'):
     return None
-  current = environ.get('GLIBC_TUNABLES', '')
-  entries = [e for e in current.split(':') if e]
-  if any(e.split('=', 1)[0] == TUNABLE for e in entries):
+  if _tunable_value(environ) is not None:
     return None
+  entries = [e for e in environ.get('GLIBC_TUNABLES', '').split(':') if e]
   return ':'.join(entries + [f'{TUNABLE}=1'])
 
 
 def active(environ: Mapping[str, str] = os.environ) -> bool:
   """Whether this process was started with glibc's huge-page tunable on."""
-  for entry in environ.get('GLIBC_TUNABLES', '').split(':'):
-    name, _, value = entry.partition('=')
-    if name == TUNABLE:
-      return value.strip() not in ('', '0')
-  return False
+  return _tunable_value(environ) not in (None, '', '0')
 
 
 def in_effect(environ: Mapping[str, str] = os.environ) -> bool:
