@@ -20,8 +20,10 @@ named as in the compiled module. Each event is matched to its instruction in
 For every class: total time per step, share of the summed op time, FLOPs per
 step (convolutions and dots counted from their shapes: 2 x output elements x
 contraction size), the GFLOP/s they ran at, and the GB/s moved (operand and
-output sizes); the time per top-level flax module (from the op_name; ops
-outside the network split into per-pixel and other work by shape); and the
+output sizes); the time per top-level flax module (from the op_name; instructions that XLA
+creates without one, such as layout transposes, take that of their fused body
+or of their producer; ops outside the network split into per-pixel and other
+work by shape); and the
 heaviest instructions with their shapes. The step's wall time is printed
 beside the summed op time: XLA:CPU runs convolutions asynchronously on
 Eigen's thread pool, so their events hold only the dispatch and their run
@@ -65,6 +67,7 @@ def parse_hlo(text: str) -> dict[str, dict]:
   """
   out, operand_names, bodies = {}, {}, collections.defaultdict(set)
   members = collections.defaultdict(list)
+  body_op_names = collections.defaultdict(collections.Counter)
   computation = ''
   for line in text.splitlines():
     head = _COMPUTATION.match(line)
@@ -80,6 +83,8 @@ def parse_hlo(text: str) -> dict[str, dict]:
       members[computation].append(name)
     operands, _, attrs = rest.partition(')')
     op_name = re.search(r'op_name="([^"]*)"', rest)
+    if op_name and op_name.group(1):
+      body_op_names[computation][op_name.group(1)] += 1
     operand_names[name] = re.findall(r'%([\w.\-]+)', operands)
     out[name] = {'opcode': opcode, 'shape': _dims(shape), 'operands': _dims(operands),
                  'attrs': attrs, 'op_name': op_name.group(1) if op_name else '',
@@ -90,7 +95,51 @@ def parse_hlo(text: str) -> dict[str, dict]:
     if not ins['operands'] and operand_names[name]:
       ins['operands'] = [out[o]['shape'][0] if o in out and out[o]['shape'] else []
                          for o in operand_names[name]]
+  _infer_op_names(out, operand_names, body_op_names)
   return out
+
+
+def _infer_op_names(hlo: dict[str, dict], operand_names: dict[str, list[str]],
+                    body_op_names: dict[str, collections.Counter]) -> None:
+  """Gives the instructions that XLA created (no op_name of their own: layout
+  transposes, copies, the max-pool's select-and-scatter wrapper) the op_name
+  of what they work for, so their time lands on a flax module, not 'unknown'.
+
+  First the most common op_name inside the computation the instruction calls
+  (a fusion whose root lost its metadata), else that of its first operand
+  that has one, following chains of such instructions (a transpose of an
+  activation belongs to the layer that produced it). `op_name_from` records
+  which: 'own', 'fused', 'operand' or '' (none found)."""
+  for ins in hlo.values():
+    ins['op_name_from'] = 'own' if ins['op_name'] else ''
+  for ins in hlo.values():
+    if not ins['op_name'] and body_op_names.get(ins['calls']):
+      ins['op_name'] = body_op_names[ins['calls']].most_common(1)[0][0]
+      ins['op_name_from'] = 'fused'
+
+  memo: dict[str, str] = {}
+
+  def from_operands(name):
+    # Depth-first over unnamed producers, iteratively (chains can be long).
+    stack, seen = [name], {name}
+    while stack:
+      current = stack.pop()
+      if current in memo and memo[current]:
+        return memo[current]
+      for o in operand_names.get(current, ()):
+        if o not in hlo or o in seen:
+          continue
+        if hlo[o]['op_name']:
+          return hlo[o]['op_name']
+        seen.add(o)
+        stack.append(o)
+    return ''
+
+  for name, ins in hlo.items():
+    if not ins['op_name']:
+      found = memo[name] = from_operands(name)
+      if found:
+        ins['op_name'], ins['op_name_from'] = found, 'operand'
 
 
 def conv_flops(ins: dict) -> float:
@@ -132,7 +181,8 @@ def classify(ins: dict) -> str:
     size = max((int(w) for w in window.group(1).split('x')), default=1) if window else 1
     if size > 7:
       return 'conv kernel-grad'
-    return 'conv input-grad' if 'transpose(' in ins['op_name'] else 'conv fwd'
+    own = ins['op_name'] if ins.get('op_name_from', 'own') == 'own' else ''
+    return 'conv input-grad' if 'transpose(' in own else 'conv fwd'
   if op == 'dot' or (op == 'fusion' and 'dot' in ins['body']):
     return 'dot (1x1 convs, up-sampling, contrast)'
   if op == 'fusion' and 'convolution' in ins['body']:
@@ -203,7 +253,8 @@ def summarize(events: dict[str, list[float]], hlo: dict[str, dict], steps: int,
     rows.append({'name': name, 'class': cls, 'ms': ms, 'gflop': flops / 1e9,
                  'gb_per_s': gb / (ms / 1e3) if ms else 0.0, 'module': module,
                  'shape': shape,
-                 'operands': ins['operands'][:2], 'op_name': ins['op_name'][-120:]})
+                 'operands': ins['operands'][:2], 'op_name': ins['op_name'][-120:],
+                 'op_name_from': ins.get('op_name_from', 'own')})
   total = sum(c['ms'] for c in classes.values())
   out_classes = {}
   for cls, c in sorted(classes.items(), key=lambda kv: -kv[1]['ms']):

@@ -347,3 +347,38 @@ def test_profile_step_classifies_conv_passes_and_counts_their_flops():
   assert sum(c['share'] for c in classes.values()) == pytest.approx(1.0)
   with pytest.raises(FileNotFoundError, match='trace.json.gz'):
     prof.read_trace(str(ROOT / 'configs'), {'x'})
+
+
+def test_profile_step_gives_xla_created_instructions_a_module():
+  """Instructions without an op_name (layout transposes, fusions whose root
+  lost its metadata) take the op_name of their fused body or their nearest
+  named producer; a convolution's class still comes from its own op_name."""
+  prof = _load('profile_step')
+  text = '\n'.join([
+      '%fused_computation.1 (param_0: f32[8,4]) -> f32[8,4] {',
+      '  %param_0 = f32[8,4]{1,0} parameter(0)',
+      '  ROOT %m = f32[8,4]{1,0} multiply(%param_0, %param_0), '
+      'metadata={op_name="jit(step)/jvp(COSNet)/decoder_thin/rcb1/mul"}',
+      '}',
+      'ENTRY %main (p0: f32[8,4], k: f32[3,3,4,4]) -> f32[4,8] {',
+      '  %p0 = f32[8,4]{1,0} parameter(0)',
+      '  %k = f32[3,3,4,4]{3,2,1,0} parameter(1)',
+      '  %a = f32[8,4]{1,0} add(%p0, %p0), '
+      'metadata={op_name="jit(step)/transpose(jvp(COSNet))/encoder/stem/add"}',
+      '  %f = f32[8,4]{1,0} fusion(%p0), kind=kLoop, calls=%fused_computation.1',
+      '  %t = f32[4,8]{1,0} transpose(%a), dimensions={1,0}',
+      '  %c = f32[4,8]{1,0} copy(%t)',
+      '  %orphan = f32[8,4]{1,0} negate(%p0)',
+      '  ROOT %conv = f32[1,8,8,4]{3,2,1,0} convolution(%c, %k), window={size=3x3}, '
+      'dim_labels=b01f_01io->b01f',
+      '}'])
+  hlo = prof.parse_hlo(text)
+  assert hlo['a']['op_name_from'] == 'own'
+  assert hlo['f']['op_name_from'] == 'fused'
+  assert prof.module_of(hlo['f']['op_name']) == 'decoder_thin'
+  for name in ('t', 'c', 'conv'):     # a chain of unnamed instructions
+    assert hlo[name]['op_name_from'] == 'operand', name
+    assert prof.module_of(hlo[name]['op_name']) == 'encoder', name
+  assert hlo['orphan']['op_name_from'] == '' and prof.module_of(hlo['orphan']['op_name']) == 'unknown'
+  # inherited 'transpose(jvp' does not make a conv an input gradient
+  assert prof.classify(hlo['conv']) == 'conv fwd'
