@@ -20,11 +20,11 @@ named as in the compiled module. Each event is matched to its instruction in
 For every class: total time per step, share of the summed op time, FLOPs per
 step (convolutions and dots counted from their shapes: 2 x output elements x
 contraction size), the GFLOP/s they ran at, and the GB/s moved (operand and
-output sizes); the time per top-level flax module (from the op_name; instructions that XLA
-creates without one, such as layout transposes, take that of their fused body
-or of their producer; ops outside the network split into per-pixel and other
-work by shape); and the
-heaviest instructions with their shapes. The step's wall time is printed
+output sizes); the time per top-level flax module (from the op_name;
+instructions that XLA creates without one, such as layout transposes, take
+that of their fused body or of their nearest named producer; ops outside the
+network split into per-pixel and other work by shape); and the heaviest
+instructions with their shapes. The step's wall time is printed
 beside the summed op time: XLA:CPU runs convolutions asynchronously on
 Eigen's thread pool, so their events hold only the dispatch and their run
 time shows as the gap between the two.
@@ -106,10 +106,11 @@ def _infer_op_names(hlo: dict[str, dict], operand_names: dict[str, list[str]],
   of what they work for, so their time lands on a flax module, not 'unknown'.
 
   First the most common op_name inside the computation the instruction calls
-  (a fusion whose root lost its metadata), else that of its first operand
-  that has one, following chains of such instructions (a transpose of an
-  activation belongs to the layer that produced it). `op_name_from` records
-  which: 'own', 'fused', 'operand' or '' (none found)."""
+  (a fusion whose root lost its metadata), else that of its nearest named
+  producer: breadth-first through its operands, the first operand first, and
+  on through chains of unnamed instructions (a transpose of an activation
+  belongs to the layer that produced it). `op_name_from` records which:
+  'own', 'fused', 'operand' or '' (none found)."""
   for ins in hlo.values():
     ins['op_name_from'] = 'own' if ins['op_name'] else ''
   for ins in hlo.values():
@@ -117,27 +118,21 @@ def _infer_op_names(hlo: dict[str, dict], operand_names: dict[str, list[str]],
       ins['op_name'] = body_op_names[ins['calls']].most_common(1)[0][0]
       ins['op_name_from'] = 'fused'
 
-  memo: dict[str, str] = {}
-
-  def from_operands(name):
-    # Depth-first over unnamed producers, iteratively (chains can be long).
-    stack, seen = [name], {name}
-    while stack:
-      current = stack.pop()
-      if current in memo and memo[current]:
-        return memo[current]
-      for o in operand_names.get(current, ()):
+  def nearest_named_producer(name):
+    queue, seen = collections.deque([name]), {name}
+    while queue:
+      for o in operand_names.get(queue.popleft(), ()):
         if o not in hlo or o in seen:
           continue
         if hlo[o]['op_name']:
           return hlo[o]['op_name']
         seen.add(o)
-        stack.append(o)
+        queue.append(o)
     return ''
 
   for name, ins in hlo.items():
     if not ins['op_name']:
-      found = memo[name] = from_operands(name)
+      found = nearest_named_producer(name)
       if found:
         ins['op_name'], ins['op_name_from'] = found, 'operand'
 

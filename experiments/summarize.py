@@ -54,6 +54,7 @@ PROBE_BASELINES = {
     'wide_crop128_4000': ('wide_encoder_6000',),
     'contrast_weight_0.25_6000': ('select_start', 'long_stage1_6000'),
     'contrast_weight_1.0_6000': ('select_start', 'long_stage1_6000'),
+    'easy_anchors_6000': ('select_start', 'long_stage1_6000'),
 }
 
 
