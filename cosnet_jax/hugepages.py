@@ -16,7 +16,8 @@ glibc reads its tunables once, when the process starts, so setting the
 variable from Python is too late. `reexec_with_hugepages()` therefore
 re-executes the current command line once, with the tunable added, before jax
 allocates anything; the entry points (`cosnet_jax.main`, `evaluate`,
-`predict`, the benchmarks) call it first thing under `__main__`. It does nothing when:
+`predict`, the benchmarks) call it first thing under `__main__`. It does
+nothing when:
 
 * `COSNET_HUGEPAGES=0` is set (the switch to turn it off);
 * the C library is not glibc >= 2.35 (macOS, musl), or the kernel has

@@ -22,7 +22,7 @@ step (convolutions and dots counted from their shapes: 2 x output elements x
 contraction size), the GFLOP/s they ran at, and the GB/s moved (operand and
 output sizes); the time per top-level flax module (from the op_name;
 instructions that XLA creates without one, such as layout transposes, take
-that of their fused body or of their nearest named producer; ops outside the
+that of their fused body or of their first named producer; ops outside the
 network split into per-pixel and other work by shape); and the heaviest
 instructions with their shapes. The step's wall time is printed
 beside the summed op time: XLA:CPU runs convolutions asynchronously on
@@ -106,35 +106,25 @@ def _infer_op_names(hlo: dict[str, dict], operand_names: dict[str, list[str]],
   of what they work for, so their time lands on a flax module, not 'unknown'.
 
   First the most common op_name inside the computation the instruction calls
-  (a fusion whose root lost its metadata), else that of its nearest named
-  producer: breadth-first through its operands, the first operand first, and
-  on through chains of unnamed instructions (a transpose of an activation
-  belongs to the layer that produced it). `op_name_from` records which:
-  'own', 'fused', 'operand' or '' (none found)."""
+  (a fusion whose root lost its metadata), else that of its first named
+  operand. The module text defines every instruction before its users, so
+  walking it in order names a producer before its consumers, and a chain of
+  unnamed instructions (a transpose of a copy of an activation) ends at the
+  layer that produced it. `op_name_from` records which: 'own', 'fused',
+  'operand' or '' (none found)."""
   for ins in hlo.values():
     ins['op_name_from'] = 'own' if ins['op_name'] else ''
-  for ins in hlo.values():
-    if not ins['op_name'] and body_op_names.get(ins['calls']):
+  for name, ins in hlo.items():    # definition order: producers first
+    if ins['op_name']:
+      continue
+    if body_op_names.get(ins['calls']):
       ins['op_name'] = body_op_names[ins['calls']].most_common(1)[0][0]
       ins['op_name_from'] = 'fused'
-
-  def nearest_named_producer(name):
-    queue, seen = collections.deque([name]), {name}
-    while queue:
-      for o in operand_names.get(queue.popleft(), ()):
-        if o not in hlo or o in seen:
-          continue
-        if hlo[o]['op_name']:
-          return hlo[o]['op_name']
-        seen.add(o)
-        queue.append(o)
-    return ''
-
-  for name, ins in hlo.items():
-    if not ins['op_name']:
-      found = nearest_named_producer(name)
-      if found:
-        ins['op_name'], ins['op_name_from'] = found, 'operand'
+      continue
+    found = next((hlo[o]['op_name'] for o in operand_names.get(name, ())
+                  if o in hlo and hlo[o]['op_name']), '')
+    if found:
+      ins['op_name'], ins['op_name_from'] = found, 'operand'
 
 
 def conv_flops(ins: dict) -> float:

@@ -351,7 +351,7 @@ def test_profile_step_classifies_conv_passes_and_counts_their_flops():
 
 def test_profile_step_gives_xla_created_instructions_a_module():
   """Instructions without an op_name (layout transposes, fusions whose root
-  lost its metadata) take the op_name of their fused body or their nearest
+  lost its metadata) take the op_name of their fused body or their first
   named producer; a convolution's class still comes from its own op_name."""
   prof = _load('profile_step')
   text = '\n'.join([
