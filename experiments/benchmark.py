@@ -12,9 +12,9 @@ subprocess measures:
   `train.steps.build_train_step` on synthetic vessel-like batches;
 * images_per_s, pixels_per_s;
 * model_gflops_per_step: FLOPs of one train step from XLA's cost analysis of
-  the UNOPTIMISED step lowered with every grouped conv as per-group slices
-  (`conv_bn.true_group_flops`: grouped convolutions count their true
-  multiply-adds, whatever formulation runs);
+  the UNOPTIMISED step lowered as the model defines its layers
+  (`conv_bn.reference_formulation`: grouped convolutions as per-group slices,
+  projection heads layer by layer), whatever formulation runs;
 * achieved_gflops = model_gflops_per_step / train_step_s, and mfu =
   achieved_gflops / matmul_gflops, where matmul_gflops is a large float32
   (CPU) or bfloat16 (GPU) `jnp.dot` timed in the same process; on CPU each
@@ -238,17 +238,19 @@ def run_worker(args) -> dict:
 
   # Model FLOPs: unoptimised HLO with every grouped conv as per-group slices
   # (the block-diagonal dense formulation of the narrowest ones computes
-  # zeros that are not the model's FLOPs). A step of its own: lowering
+  # zeros that are not the model's FLOPs) and the projection heads layer by
+  # layer (the fused form's FLOPs differ slightly). A step of its own: lowering
   # `step` here would cache the slices' trace for the timed compile below.
   from cosnet_jax.models import conv_bn
   _, ref_step = build_step(c)
-  with conv_bn.true_group_flops():
+  with conv_bn.reference_formulation():
     lowered = ref_step.lower(state, batch)
   # XLA's cost analysis of the shard_map'd (SPMD) step counts ONE device's
   # share: times the device count for the whole step.
   res['model_gflops_per_step'] = _flops(lowered.cost_analysis()) / 1e9 * n_dev
   res['flops_source'] = ('XLA cost analysis of the unoptimised train-step HLO, grouped '
-                         'convs as per-group slices (conv_bn.true_group_flops)')
+                         'convs as per-group slices, projection heads layer by layer '
+                         '(conv_bn.reference_formulation)')
 
   t = time.perf_counter()
   compiled = step.lower(state, batch).compile()

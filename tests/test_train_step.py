@@ -246,24 +246,56 @@ def test_cpu_conv_kernels_give_the_same_step(monkeypatch):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
 
 
+def _one_step_per_formulation(monkeypatch, attr, values, weight, hlo_op):
+  """One SGD step from the same state with conv_bn.<attr> set to each of `values`.
+
+  Returns {value: (metrics, params, batch_stats)} and {value: count of `hlo_op`
+  in the lowered step} (to check that each formulation was traced).
+  """
+  from cosnet_jax.models import conv_bn
+  out, counts = {}, {}
+  for value in values:
+    monkeypatch.setattr(conv_bn, attr, value)
+    config, mesh, model, _ = _setup(4, weight)
+    step = steps_lib.build_train_step(model, config, mesh)   # traced under `value`
+    state = init_state(config, mesh, model, tx=_SGD)
+    batch = steps_lib.shard_batch(make_batch(0), mesh)
+    counts[value] = step.lower(state, batch).as_text().count(hlo_op)
+    state, m = step(state, batch)
+    out[value] = jax.device_get((m, state.params, state.batch_stats))
+  return out, counts
+
+
+def _assert_same_step(a, b, metric_keys=('loss',)):
+  (m, params, stats), (m_ref, params_ref, stats_ref) = a, b
+  for key in metric_keys:
+    np.testing.assert_allclose(m[key], m_ref[key], rtol=1e-5, err_msg=key)
+  np.testing.assert_allclose(m['grad_norm'], m_ref['grad_norm'], rtol=1e-3)
+  for u, v in zip(jax.tree.leaves((params, stats)), jax.tree.leaves((params_ref, stats_ref))):
+    np.testing.assert_allclose(u, v, atol=1e-5, rtol=1e-4)
+
+
 def test_dense_grouped_convs_give_the_same_step(monkeypatch):
   """Narrow grouped convs as one block-diagonal dense conv (conv_bn.DENSE_GROUP_WIDTH,
   for XLA:CPU speed) change the formulation, not the step: same loss, gradient
   and update as per-group slices."""
   from cosnet_jax.models import conv_bn
-  out, n_convs = {}, {}
-  for name, width in (('dense', conv_bn.DENSE_GROUP_WIDTH), ('slices', 0)):
-    monkeypatch.setattr(conv_bn, 'DENSE_GROUP_WIDTH', width)
-    config, mesh, model, _ = _setup(4, 0.0)
-    step = steps_lib.build_train_step(model, config, mesh)   # traced under `width`
-    state = init_state(config, mesh, model, tx=_SGD)
-    batch = steps_lib.shard_batch(make_batch(0), mesh)
-    n_convs[name] = step.lower(state, batch).as_text().count('stablehlo.convolution')
-    state, m = step(state, batch)
-    out[name] = jax.device_get((m, state.params, state.batch_stats))
-  assert n_convs['dense'] < n_convs['slices'], n_convs   # the dense path ran
-  (m, params, stats), (m_ref, params_ref, stats_ref) = out['dense'], out['slices']
-  np.testing.assert_allclose(m['loss'], m_ref['loss'], rtol=1e-5)
-  np.testing.assert_allclose(m['grad_norm'], m_ref['grad_norm'], rtol=1e-3)
-  for a, b in zip(jax.tree.leaves((params, stats)), jax.tree.leaves((params_ref, stats_ref))):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+  dense = conv_bn.DENSE_GROUP_WIDTH
+  out, n_convs = _one_step_per_formulation(monkeypatch, 'DENSE_GROUP_WIDTH', (dense, 0),
+                                           0.0, 'stablehlo.convolution')
+  assert n_convs[dense] < n_convs[0], n_convs   # the dense path ran
+  _assert_same_step(out[dense], out[0])
+
+
+def test_fused_projection_heads_give_the_same_step(monkeypatch):
+  """The training-mode projection heads as one matmul (conv_bn.FUSED_PROJECTION,
+  models/heads.py) change the formulation, not the step: same loss, gradient,
+  update and BN statistics as conv -> BN -> conv -> BN -> conv, with the
+  contrastive loss on (so the embeddings reach the loss)."""
+  out, n_dots = _one_step_per_formulation(monkeypatch, 'FUSED_PROJECTION', (True, False),
+                                          0.5, 'stablehlo.dot_general')
+  assert n_dots[True] != n_dots[False], n_dots   # the fused path ran
+  m = out[True][0]
+  assert float(m['contrast_thick']) > 0 and float(m['contrast_thin']) > 0
+  _assert_same_step(out[True], out[False], ('loss', 'seg_thick', 'seg_thin',
+                                            'contrast_thick', 'contrast_thin'))

@@ -36,7 +36,7 @@ he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 # of the full-resolution decoder blocks, 4 -> 8 channels per group: forward
 # + backward of all four groups at 8 x 96^2, 35 ms as slices, 20 ms dense).
 # From 8 channels per group up the slices are faster. Same function either
-# way (float32 rounding). `true_group_flops()` switches it off, so that XLA's
+# way (float32 rounding). `reference_formulation()` switches it off, so that XLA's
 # cost analysis counts the model's own FLOPs; COSNET_DENSE_GROUP_WIDTH=0 in
 # the environment switches it off in a process (for A/B timings).
 def _dense_group_width() -> int:
@@ -51,15 +51,33 @@ def _dense_group_width() -> int:
 DENSE_GROUP_WIDTH = _dense_group_width()
 
 
+def _fused_projection_default() -> bool:
+  text = os.environ.get('COSNET_FUSED_PROJECTION', '1')
+  if text not in ('0', '1'):
+    raise ValueError(f'environment COSNET_FUSED_PROJECTION={text!r}: expected 0 or 1')
+  return text == '1'
+
+
+# Training-mode projection heads as one matmul instead of conv -> BN -> conv
+# -> BN -> conv (models/heads.py explains). COSNET_FUSED_PROJECTION=0 in the
+# environment switches it off in a process (for A/B timings).
+FUSED_PROJECTION = _fused_projection_default()
+
+
 @contextlib.contextmanager
-def true_group_flops():
-  """Within: every grouped conv runs as per-group slices (for FLOP counting)."""
-  global DENSE_GROUP_WIDTH
-  saved, DENSE_GROUP_WIDTH = DENSE_GROUP_WIDTH, 0
+def reference_formulation():
+  """Within: the layers as the model defines them, for counting its FLOPs.
+
+  Every grouped conv runs as per-group slices (the block-diagonal dense conv
+  counts multiply-adds on zeros) and the projection heads layer by layer.
+  """
+  global DENSE_GROUP_WIDTH, FUSED_PROJECTION
+  saved = DENSE_GROUP_WIDTH, FUSED_PROJECTION
+  DENSE_GROUP_WIDTH, FUSED_PROJECTION = 0, False
   try:
     yield
   finally:
-    DENSE_GROUP_WIDTH = saved
+    DENSE_GROUP_WIDTH, FUSED_PROJECTION = saved
 
 
 class GroupedConv(nn.Module):

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cosnet_jax.models.conv_bn import true_group_flops
+from cosnet_jax.models.conv_bn import reference_formulation
 from cosnet_jax.models.config import PRESETS, default_model_config, default_refine_config
 from cosnet_jax.models.cosnet import build_cosnet
 from cosnet_jax.models.refiner import build_refiner
@@ -29,7 +29,7 @@ def _count(tree: Any) -> int:
 
 
 def _flops(fn, *args) -> float:
-  with true_group_flops():   # the model's multiply-adds, not the dense formulation's
+  with reference_formulation():   # the model's own layers, not the faster formulations
     cost = jax.jit(fn).lower(*args).cost_analysis()
   if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
     cost = cost[0]
