@@ -382,3 +382,32 @@ def test_profile_step_gives_xla_created_instructions_a_module():
   assert hlo['orphan']['op_name_from'] == '' and prof.module_of(hlo['orphan']['op_name']) == 'unknown'
   # inherited 'transpose(jvp' does not make a conv an input gradient
   assert prof.classify(hlo['conv']) == 'conv fwd'
+
+
+def test_ensemble_members_average_and_score(tmp_path):
+  ensemble = _load('ensemble')
+  assert ensemble.parse_member('runs/a') == ('runs/a', 'best')
+  assert ensemble.parse_member('runs/a:latest') == ('runs/a', 'latest')
+  assert ensemble.parse_member('runs/a:4950') == ('runs/a', 4950)
+  assert ensemble.parse_member('/x/y') == ('/x/y', 'best')
+  with pytest.raises(ValueError, match='checkpoint'):
+    ensemble.parse_member('runs/a:first')
+  rng = np.random.default_rng(0)
+  masks = [rng.uniform(size=(32, 32)) < 0.2 for _ in range(3)]
+  # Two members that each get half the image right: their average is exact
+  # wherever they agree and 0.5 where they differ.
+  a = [np.where(m, 0.9, 0.1).astype(np.float32) for m in masks]
+  b = [np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1).astype(np.float32) for x in a]
+  avg = ensemble.average_members([a, b])
+  for x, y, z in zip(a, b, avg):
+    np.testing.assert_allclose(z, (x + y) / 2)
+  dice, per_image = ensemble.mean_dice(avg, masks)
+  assert per_image == pytest.approx([image_metrics(p, m)['dice'] for p, m in zip(avg, masks)])
+  assert dice == pytest.approx(np.mean(per_image))
+  # One member alone is its own ensemble.
+  assert ensemble.mean_dice(ensemble.average_members([a]), masks)[0] == pytest.approx(
+      ensemble.mean_dice(a, masks)[0])
+  with pytest.raises(ValueError, match='image counts'):
+    ensemble.average_members([a, b[:2]])
+  with pytest.raises(SystemExit, match='not a training workdir'):
+    ensemble.main([str(tmp_path), '--out', str(tmp_path / 'e.json')])
