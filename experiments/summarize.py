@@ -263,7 +263,9 @@ def main() -> None:
     c = comparison_table(rows, names=ROW_NAMES)
     if c:
       parts.append(c)
-    parts.append(_against_baseline(probe, rows))
+    c = _against_baseline(probe, rows)
+    if c:
+      parts.append(c)
   # Synthetic pre-training probes: the fine-tuned run is row (e) of the
   # real-data recipe it starts, its stage 1 row (d).
   for probe in sorted(p for p in probes.glob('*') if (p / 'synthetic_to_real').is_dir()):
@@ -273,12 +275,14 @@ def main() -> None:
     parts.append(t.replace('### synthetic_to_real', f'### probes/{probe.name} '
                            '(synthetic_to_real; see experiments/README.md)', 1))
     rows = collect('synthetic_to_real', probe)
-    parts.append(_against_baseline(probe, {FINETUNE_ROWS[k]: v for k, v in rows.items()
-                                           if k in FINETUNE_ROWS}))
+    c = _against_baseline(probe, {FINETUNE_ROWS[k]: v for k, v in rows.items()
+                                  if k in FINETUNE_ROWS})
+    if c:
+      parts.append(c)
   t = tta_table()
   if t:
     parts.append(t)
-  text = '\n'.join(p for p in parts if p)
+  text = '\n'.join(parts)
   (RESULTS / 'TABLES.md').write_text(text)
   print(text)
 

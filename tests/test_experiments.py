@@ -411,3 +411,31 @@ def test_ensemble_members_average_and_score(tmp_path):
     ensemble.average_members([a, b[:2]])
   with pytest.raises(SystemExit, match='not a training workdir'):
     ensemble.main([str(tmp_path), '--out', str(tmp_path / 'e.json')])
+
+
+def test_synthetic_probe_is_compared_as_rows_d_and_e(tmp_path, monkeypatch):
+  """A synthetic_to_real probe's fine-tuned run is row (e), its stage 1 row
+  (d), against the rows of its PROBE_BASELINES folder."""
+  summarize = _load('summarize')
+  monkeypatch.setitem(summarize.PROBE_BASELINES, 'synth_probe', ('base',))
+
+  def write(folder, dice, coarse):
+    folder.mkdir(parents=True)
+    for name, d in (('metrics.json', dice), ('metrics_coarse.json', coarse)):
+      metrics = _metrics(d)
+      metrics['per_image'] = [{'id': '1', 'dice': d}]
+      (folder / name).write_text(json.dumps(metrics))
+
+  probes = tmp_path / 'probes'
+  write(probes / 'synth_probe' / 'synthetic_to_real' / 'finetune-s0', 0.90, 0.89)
+  write(probes / 'synth_probe' / 'synthetic_to_real' / 'zero_shot-s0', 0.80, 0.79)
+  write(probes / 'base' / 'octa500_3m' / 'e-s0', 0.88, 0.87)
+  rows = summarize.collect('synthetic_to_real', probes / 'synth_probe')
+  assert sorted(rows) == ['finetune', 'finetune, stage 1', 'zero_shot', 'zero_shot, stage 1']
+  text = summarize._against_baseline(
+      probes / 'synth_probe',
+      {summarize.FINETUNE_ROWS[k]: v for k, v in rows.items() if k in summarize.FINETUNE_ROWS})
+  lines = {l.split(' |')[0]: l for l in text.splitlines() if l.startswith('| (')}
+  assert '+0.0200' in lines['| (d) + memory bank updated (the method)']   # 0.89 - 0.87
+  assert '+0.0200' in lines['| (e) (d) + refinement']                      # 0.90 - 0.88
+  assert summarize._against_baseline(probes / 'base', rows) == ''         # not a probe
