@@ -27,7 +27,10 @@ network split into per-pixel and other work by shape); and the heaviest
 instructions with their shapes. The step's wall time is printed
 beside the summed op time: XLA:CPU runs convolutions asynchronously on
 Eigen's thread pool, so their events hold only the dispatch and their run
-time shows as the gap between the two.
+time shows as the gap between the two. `occupancy`: how long at least one,
+and at least two, threads run instructions at once per step (independent
+instructions, such as the two decoder branches', run side by side, so a
+shorter instruction shortens the step only on the longer chain).
 Imports only jax / flax / optax / numpy / ml_collections.
 """
 from __future__ import annotations
@@ -251,8 +254,10 @@ def summarize(events: dict[str, list[float]], hlo: dict[str, dict], steps: int,
           'modules_ms': dict(sorted(modules.items(), key=lambda kv: -kv[1]))}
 
 
-def read_trace(trace_dir: str, names: set[str]) -> dict[str, list[float]]:
-  """Durations (us) of the trace events whose name is an HLO instruction in `names`."""
+def read_trace(trace_dir: str, names: set[str]
+               ) -> tuple[dict[str, list[float]], list[tuple[float, float, int]]]:
+  """The trace events whose name is an HLO instruction in `names`: their
+  durations (us) by name, and every one as (start us, end us, thread id)."""
   files = sorted(Path(trace_dir).rglob('*.trace.json.gz'))
   if not files:
     raise FileNotFoundError(f'no *.trace.json.gz under {trace_dir} (profiler wrote nothing)')
@@ -260,10 +265,43 @@ def read_trace(trace_dir: str, names: set[str]) -> dict[str, list[float]]:
     data = json.load(f)
   events = data['traceEvents'] if isinstance(data, dict) else data
   out = collections.defaultdict(list)
+  intervals = []
   for e in events:
     if e.get('ph') == 'X' and e.get('name') in names:
-      out[e['name']].append(float(e.get('dur', 0.0)))
-  return dict(out)
+      dur = float(e.get('dur', 0.0))
+      out[e['name']].append(dur)
+      start = float(e.get('ts', 0.0))
+      intervals.append((start, start + dur, int(e.get('tid', 0))))
+  return dict(out), intervals
+
+
+def occupancy(intervals: list[tuple[float, float, int]], steps: int) -> dict[str, float]:
+  """How the instructions overlap in time, per step (ms): while at least one
+  runs, while two or more run at once, and their summed time. XLA:CPU runs
+  independent instructions (e.g. the thick and thin branches) on different
+  threads, so the step is shorter than their sum; the convolutions run on
+  Eigen's pool outside these events, so time with none running is theirs
+  or idle."""
+  # Counted by thread, so that an event nested in another on the same thread
+  # (if the runtime records one) is not taken for parallel work.
+  points = sorted([(a, 1, tid) for a, _, tid in intervals] +
+                  [(b, -1, tid) for _, b, tid in intervals], key=lambda p: (p[0], p[1]))
+  any_us = two_us = 0.0
+  per_thread: dict[int, int] = collections.Counter()
+  last = None
+  for t, delta, tid in points:
+    if last is not None:
+      busy = sum(1 for n in per_thread.values() if n > 0)
+      if busy >= 1:
+        any_us += t - last
+      if busy >= 2:
+        two_us += t - last
+    per_thread[tid] += delta
+    last = t
+  summed = sum(b - a for a, b, _ in intervals)
+  return {'one_or_more_ms': any_us / 1e3 / steps, 'two_or_more_ms': two_us / 1e3 / steps,
+          'summed_ms': summed / 1e3 / steps,
+          'threads': len({tid for _, _, tid in intervals})}
 
 
 def leaf_names(hlo: dict[str, dict]) -> set[str]:
@@ -275,9 +313,10 @@ def leaf_names(hlo: dict[str, dict]) -> set[str]:
 
 
 def trace_ops(call, names: set[str], steps: int, warmup: int = 2
-              ) -> tuple[dict[str, list[float]], list[float]]:
+              ) -> tuple[dict[str, list[float]], list[float], dict[str, float]]:
   """Runs call() (one blocking step) `warmup` times, then `steps` times under
-  the profiler; returns the events named in `names` and the step wall times."""
+  the profiler; returns the events named in `names`, the step wall times and
+  the events' `occupancy`."""
   import jax
   for _ in range(warmup):
     jax.block_until_ready(call())
@@ -288,8 +327,8 @@ def trace_ops(call, names: set[str], steps: int, warmup: int = 2
         t = time.perf_counter()
         jax.block_until_ready(call())
         walls.append(time.perf_counter() - t)
-    events = read_trace(d, names)
-  return events, walls
+    events, intervals = read_trace(d, names)
+  return events, walls, occupancy(intervals, steps)
 
 
 def run(args) -> dict:
@@ -317,8 +356,9 @@ def run(args) -> dict:
     holder['state'], metrics = compiled(holder['state'], batch)
     return metrics
 
-  events, walls = trace_ops(one_step, leaves, args.steps)
+  events, walls, overlap = trace_ops(one_step, leaves, args.steps)
   res = summarize(events, hlo, args.steps, args.top, (b, hw[0], hw[1]))
+  res['occupancy'] = overlap
   res.update({'model': args.model, 'batch': b, 'train_hw': list(hw),
               'devices': len(jax.devices()), 'step_s_traced': statistics.median(walls),
               'sets': args.set or [], 'jax': jax.__version__,
@@ -330,6 +370,9 @@ def print_report(res: dict) -> None:
   print(f"{res['model']}, {res['batch']} x {res['train_hw'][0]}x{res['train_hw'][1]}, "
         f"step {res['step_s_traced'] * 1e3:.0f} ms (traced), summed op time "
         f"{res['op_ms_per_step']:.0f} ms, matmul {res['matmul_gflops']:.0f} GFLOP/s")
+  o = res['occupancy']
+  print(f"instructions running: >= 1 for {o['one_or_more_ms']:.0f} ms, >= 2 for "
+        f"{o['two_or_more_ms']:.0f} ms of the step, on {o['threads']} threads")
   print(f"{'class':40s} {'ms/step':>8s} {'share':>6s} {'GFLOP':>7s} {'GFLOP/s':>8s} "
         f"{'GB/s':>6s} {'ops':>5s}")
   for cls, c in res['classes'].items():

@@ -331,8 +331,14 @@ def test_profile_step_classifies_conv_passes_and_counts_their_flops():
   compiled = jax.jit(jax.grad(loss, argnums=(0, 1)),
                      compiler_options=fast_conv.xla_compiler_options()).lower(x, k).compile()
   hlo = prof.parse_hlo(compiled.as_text())
-  events, walls = prof.trace_ops(lambda: compiled(x, k), prof.leaf_names(hlo), steps=2)
+  events, walls, overlap = prof.trace_ops(lambda: compiled(x, k), prof.leaf_names(hlo),
+                                          steps=2)
   assert len(walls) == 2 and events
+  assert overlap['summed_ms'] == pytest.approx(sum(map(sum, events.values())) / 1e3 / 2)
+  # (union <= sum up to the rounding of the sweep's subtractions)
+  assert 0 <= overlap['two_or_more_ms'] <= overlap['one_or_more_ms']
+  assert 0 < overlap['one_or_more_ms'] <= overlap['summed_ms'] * (1 + 1e-9)
+  assert overlap['threads'] >= 1
   res = prof.summarize(events, hlo, steps=2)
   classes = res['classes']
   expected = 2.0 * n * h * w * 9 * cin * cout / 1e9
@@ -347,6 +353,20 @@ def test_profile_step_classifies_conv_passes_and_counts_their_flops():
   assert sum(c['share'] for c in classes.values()) == pytest.approx(1.0)
   with pytest.raises(FileNotFoundError, match='trace.json.gz'):
     prof.read_trace(str(ROOT / 'configs'), {'x'})
+
+
+def test_profile_step_occupancy_of_overlapping_instructions():
+  prof = _load('profile_step')
+  # thread 1: 0-10 and 20-25 us; thread 2: 5-15 us; two steps.
+  o = prof.occupancy([(0.0, 10.0, 1), (5.0, 15.0, 2), (20.0, 25.0, 1)], steps=2)
+  assert o['one_or_more_ms'] == pytest.approx(20 / 1e3 / 2)   # [0, 15] and [20, 25]
+  assert o['two_or_more_ms'] == pytest.approx(5 / 1e3 / 2)    # [5, 10]
+  assert o['summed_ms'] == pytest.approx(25 / 1e3 / 2)
+  assert o['threads'] == 2
+  assert prof.occupancy([], steps=1)['one_or_more_ms'] == 0.0
+  # An event nested in another on the same thread is not parallel work.
+  nested = prof.occupancy([(0.0, 10.0, 1), (2.0, 4.0, 1)], steps=1)
+  assert nested['two_or_more_ms'] == 0.0 and nested['one_or_more_ms'] == pytest.approx(0.01)
 
 
 def test_profile_step_gives_xla_created_instructions_a_module():
