@@ -3,7 +3,8 @@ jax / flax / optax / numpy / scipy / scikit-image / matplotlib / ml_collections.
 
   python experiments/gpu_paper_octa500.py --data_root ../shared/data/OCTA500_3M \
       --out runs/gpu_paper [--epochs 300] [--refine_epochs 300] \
-      [--time_budget 330] [--refine_time_budget 120] [--dtype bfloat16]
+      [--time_budget 330] [--refine_time_budget 120] [--dtype bfloat16] \
+      [--set refine.optimizer.weight_decay=0.0] [--stage1_out F | --stage1_from F]
 
 For machines without tensorflow_datasets, clu or orbax (the lent GPU machines):
 it reads the flat `{train,val,test}/{image,label}` folders directly into the
@@ -19,6 +20,12 @@ metrics_coarse.json, metrics.md, roc.png, plus history.jsonl and run.json.
 `--time_budget` / `--refine_time_budget` (seconds from the stage's first
 step, compilation included) stop a stage early (the steps done are recorded)
 so the script ends inside a fixed device lease.
+
+`--stage1_out F` writes the selected stage-1 variables (flax msgpack); a later
+command on the same machine can start from them with `--stage1_from F`
+(stage 1 is then only validated, not trained), so several stage-2 settings
+(`--set refine.…=v`, as the trainer's `--config.refine.…=v`) share one
+stage 1 across the per-command time limit.
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'experiments'))
+from benchmark import apply_sets  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 IMAGE_SUFFIXES = ('.bmp', '.png', '.tif', '.tiff', '.jpg')
 
 
@@ -171,8 +180,15 @@ def main(argv=None):
   ap.add_argument('--dtype', default='bfloat16')
   ap.add_argument('--model', default='', help='override config.model.name (tests)')
   ap.add_argument('--workers', type=int, default=8)
+  ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                  help='config override (repeatable), e.g. refine.optimizer.weight_decay=0.0')
+  ap.add_argument('--stage1_out', default='',
+                  help='write the selected stage-1 variables here (msgpack)')
+  ap.add_argument('--stage1_from', default='',
+                  help='start from these stage-1 variables instead of training stage 1')
   args = ap.parse_args(argv)
 
+  import flax.serialization  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
   from cosnet_jax import models  # pylint: disable=g-import-not-at-top
@@ -188,7 +204,13 @@ def main(argv=None):
   if args.model:
     c.model = default_model_config(args.model)
     c.model.dtype = args.dtype
+  try:
+    apply_sets(c, args.set)
+  except ValueError as e:
+    raise SystemExit(str(e)) from None
   c.data.num_workers = args.workers
+  if args.stage1_from and not pathlib.Path(args.stage1_from).is_file():
+    raise SystemExit(f'--stage1_from {args.stage1_from}: no such file')
   c.data.prefetch = 4
   root = pathlib.Path(args.data_root)
   splits = {s: read_split(root, s, c.data) for s in ('train', 'val', 'test')}
@@ -243,12 +265,24 @@ def main(argv=None):
   train_step = steps.build_train_step(model, c, mesh)
   eval_step = steps.build_eval_step(model, mesh)
   best1, validate1 = selector('stage1', lambda v: (eval_step, (v,)), 'coarse')
-  it, batches = iterator(batch, c.seed)
-  state, done1, train1_s, first1_s, fail1 = train_stage(
-      'stage1', train_step, state, batches, num_steps, eval_every=args.eval_every,
-      time_budget=args.time_budget, validate=validate1, hist=hist)
-  it.close()
+  if args.stage1_from:
+    # The stored variables replace the fresh ones (same tree: same config);
+    # validated once so that run.json reports their val Dice.
+    stored = flax.serialization.from_bytes(
+        jax.device_get({'params': state.params, 'batch_stats': state.batch_stats}),
+        pathlib.Path(args.stage1_from).read_bytes())
+    validate1(0, state.replace(params=steps.replicate(stored['params'], mesh),
+                               batch_stats=steps.replicate(stored['batch_stats'], mesh)))
+    done1, train1_s, first1_s, fail1 = 0, 0.0, None, None
+  else:
+    it, batches = iterator(batch, c.seed)
+    state, done1, train1_s, first1_s, fail1 = train_stage(
+        'stage1', train_step, state, batches, num_steps, eval_every=args.eval_every,
+        time_budget=args.time_budget, validate=validate1, hist=hist)
+    it.close()
   del state
+  if args.stage1_out:
+    pathlib.Path(args.stage1_out).write_bytes(flax.serialization.to_bytes(best1['vars']))
   stage1_vars = steps.replicate(best1['vars'], mesh)
 
   # ---- stage 2: refinement, stage 1 frozen at its selected weights
@@ -266,9 +300,15 @@ def main(argv=None):
     params0 = jax.device_get(state2.params)
     val_coarse = predict(eval_step, (stage1_vars,), splits['val'], size, batch, mesh)
 
+    last_conv = f'conv{len(c.refine.model.channels) + 1}'
+
     def refiner_moved(variables, probs):
-      return {'refiner_rel_change': relative_change(jax.device_get(variables['params']),
-                                                    params0),
+      params = jax.device_get(variables['params'])
+      return {'refiner_rel_change': relative_change(params, params0),
+              # the one layer that moves the output off the identity (its
+              # kernel starts at zero; the hidden convs feed BatchNorm)
+              'refiner_last_kernel_norm': float(np.linalg.norm(
+                  np.asarray(params[last_conv]['kernel'], np.float64))),
               'val_mean_abs_refined_minus_coarse': float(np.mean(
                   [np.abs(probs[i] - val_coarse[i]).mean() for i in probs]))}
 
@@ -313,7 +353,9 @@ def main(argv=None):
          'epochs_done': done1 * batch / n_train,
          'selected_step': best1['step'], 'val_dice': best1['dice'],
          'first_step_s': first1_s, 'train_s': train1_s,
-         'images_per_s_incl_eval': done1 * batch / train1_s, 'failure': fail1, **run2,
+         'images_per_s_incl_eval': done1 * batch / train1_s if train1_s else None,
+         'failure': fail1, 'stage1_from': args.stage1_from or None,
+         'config_sets': list(args.set), **run2,
          'test_eval_s': time.time() - t, 'total_s': time.time() - t_start,
          'stage': ('stage 1 + refinement' if num_steps2 > 0
                    else 'stage 1 (coarse); no refinement'),

@@ -46,6 +46,7 @@ ROW_NAMES = {
 PROBE_BASELINES = {
     'wide_encoder_6000': ('select_start', 'long_stage1_6000'),
     'refine_1000': ('select_start',),
+    'refine_wd0': ('select_start',),
     'adamw_6000': ('select_start',),
     'wide_noclahe_6000': ('long_stage1_6000',),
     'wide_encoder_8000': ('wide_encoder_6000',),

@@ -8,6 +8,7 @@ import pathlib
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -70,6 +71,33 @@ def test_both_stages_select_on_val_and_report_on_test(tmp_path):
     assert 'dice' in text and 'NaN' not in text
   assert '| refined' in (out / 'metrics.md').read_text()
   assert (out / 'roc.png').stat().st_size > 0
+
+
+def test_stage2_from_a_stored_stage1_with_config_overrides(tmp_path):
+  _flat_folder(tmp_path / 'data')
+  common = ['--data_root', str(tmp_path / 'data'), '--model', 'cosnet_tiny',
+            '--dtype', 'float32', '--eval_every', '2', '--workers', '1']
+  stored = tmp_path / 'stage1.msgpack'
+  gpu_paper_octa500.main(common + ['--out', str(tmp_path / 'a'), '--epochs', '2',
+                                   '--stage1_out', str(stored)])
+  first = json.loads((tmp_path / 'a' / 'run.json').read_text())
+  assert stored.stat().st_size > 0
+  gpu_paper_octa500.main(common + ['--out', str(tmp_path / 'b'), '--stage1_from', str(stored),
+                                   '--refine_epochs', '2',
+                                   '--set', 'refine.optimizer.weight_decay=0.0'])
+  second = json.loads((tmp_path / 'b' / 'run.json').read_text())
+  # Stage 1 is not trained again: the stored selection, same val Dice.
+  assert second['steps_done'] == 0 and second['stage1_from'] == str(stored)
+  assert second['val_dice'] == first['val_dice']
+  assert second['config_sets'] == ['refine.optimizer.weight_decay=0.0']
+  hist = [json.loads(line) for line in (tmp_path / 'b' / 'history.jsonl').read_text().splitlines()]
+  stage2 = [h for h in hist if h['stage'] == 'stage2' and 'val/dice' in h]
+  # The last conv's kernel starts at zero and is what training moves.
+  assert stage2[0]['refiner_last_kernel_norm'] == 0.0
+  assert stage2[-1]['refiner_last_kernel_norm'] > 0.0
+  with pytest.raises(SystemExit, match='refine.optimizer.weight_decy'):
+    gpu_paper_octa500.main(common + ['--out', str(tmp_path / 'c'),
+                                     '--set', 'refine.optimizer.weight_decy=0'])
 
 
 def test_relative_change_is_the_global_norm_ratio():
