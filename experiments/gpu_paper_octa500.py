@@ -116,6 +116,35 @@ def relative_change(params, params0) -> float:
   return float(np.sqrt(diff / max(norm, 1e-30)))
 
 
+def load_stage1(path: str, template: dict, model_name: str) -> dict:
+  """Stage-1 variables stored by --stage1_out, checked against `template`.
+
+  flax's from_bytes restores into the template's tree but not its shapes, so a
+  file of another model size would only fail later, inside the model; here
+  every leaf's path and shape must match.
+  """
+  import flax.serialization  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  why = ''
+  try:
+    stored = flax.serialization.from_bytes(template, pathlib.Path(path).read_bytes())
+  except (ValueError, KeyError, TypeError) as e:
+    why = f'{type(e).__name__}: {e}'
+  else:
+    want = jax.tree_util.tree_flatten_with_path(template)[0]
+    got = jax.tree_util.tree_flatten_with_path(stored)[0]
+    for (kw, w), (kg, g) in zip(want, got):
+      if kw != kg or np.shape(w) != np.shape(g):
+        why = (f'{jax.tree_util.keystr(kg)} has shape {np.shape(g)}, expected '
+               f'{np.shape(w)} at {jax.tree_util.keystr(kw)}')
+        break
+    if len(want) != len(got):
+      why = why or f'{len(got)} arrays, expected {len(want)}'
+  if why:
+    raise SystemExit(f'--stage1_from {path}: not stage-1 variables of {model_name} ({why})')
+  return stored
+
+
 def train_stage(name, step_fn, state, it, num_steps, *, eval_every, time_budget,
                 validate, hist, validate_start=False):
   """Runs `step_fn(state, batch) -> (state, metrics)` for up to num_steps.
@@ -268,9 +297,8 @@ def main(argv=None):
   if args.stage1_from:
     # The stored variables replace the fresh ones (same tree: same config);
     # validated once so that run.json reports their val Dice.
-    stored = flax.serialization.from_bytes(
-        jax.device_get({'params': state.params, 'batch_stats': state.batch_stats}),
-        pathlib.Path(args.stage1_from).read_bytes())
+    stored = load_stage1(args.stage1_from, jax.device_get(
+        {'params': state.params, 'batch_stats': state.batch_stats}), c.model.name)
     validate1(0, state.replace(params=steps.replicate(stored['params'], mesh),
                                batch_stats=steps.replicate(stored['batch_stats'], mesh)))
     done1, train1_s, first1_s, fail1 = 0, 0.0, None, None
