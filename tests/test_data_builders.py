@@ -197,3 +197,19 @@ def test_octa500_split_ranges_and_config_names():
            for fov, r in layouts.OCTA500_SPLITS.items()}
   assert sizes == {'6m': {'train': 180, 'val': 20, 'test': 100},
                    '3m': {'train': 140, 'val': 10, 'test': 50}}
+
+
+def test_split_expressions_count_and_load_their_examples(tmp_path):
+  from cosnet_jax.data.errors import DataError  # pylint: disable=g-import-not-at-top
+  cfg = _cfg(tmp_path, 'synthetic_octa')
+  cfg.synthetic.update(num_train=3, num_val=2, num_test=1, size=64, seed=5)
+  assert source.split_num_examples(cfg, 'train') == 3
+  assert source.split_num_examples(cfg, 'train[:2]') == 2
+  assert source.split_num_examples(cfg, 'train+val') == 5
+  assert source.split_num_examples(cfg, 'extra', missing_ok=True) == 0
+  with pytest.raises(DataError, match="'extra'"):
+    source.split_num_examples(cfg, 'extra')
+  # The first 2 examples in the prepared (TFDS-shuffled) order, each once.
+  part = source.load_split(cfg, 'train[:2]')
+  whole = source.load_split(cfg, 'train')
+  assert part.ids == whole.ids[:2] and len(set(part.ids)) == 2

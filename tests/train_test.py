@@ -177,3 +177,24 @@ def test_init_from_another_run_starts_from_its_best_stage1(full_run, tfds_dir, t
   config.model.init_from = str(tmp_path / 'nothing_here')
   with pytest.raises(config_checks.ConfigError, match='init_from'):
     loop.build_stage1(config, tmp_path / 'other', mesh, data_lib.dataset_info(config.data))
+
+
+def test_a_sliced_training_split_sets_the_epoch_length(tfds_dir, tmp_path):
+  # 'train[:4]' (a TFDS split expression, as 'train+val') is not a key of the
+  # dataset's split info; the step count per epoch comes from its 4 examples.
+  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tfds_dir)
+  config.optimizer.learning_rate = 3e-3
+  config.data.train_split = 'train[:4]'
+  config.train.num_steps, config.train.num_epochs = -1, 3   # batch 4: 1 step per epoch
+  config.refine.num_steps, config.refine.num_epochs = -1, 2
+  mesh = steps_lib.make_mesh()
+  info = data_lib.dataset_info(config.data)
+  assert data_lib.split_num_examples(config.data, 'train[:4]') == 4
+  assert data_lib.split_num_examples(config.data, 'train+val') == 12
+  _, stage = loop.build_stage1(config, tmp_path, mesh, info)
+  assert stage.num_steps == 3
+  config.data.train_split = 'train'
+  _, stage = loop.build_stage1(config, tmp_path / 'whole', mesh, info)
+  assert stage.num_steps == 6                               # 8 examples: 2 steps per epoch

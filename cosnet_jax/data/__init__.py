@@ -1,7 +1,8 @@
 """Data layer: OCTA datasets (TFDS builders), CLAHE, synthetic OCTA, input pipeline.
 
 Public API (docs/design.md, section "data"; docs/data.md):
-  make_train_iterator, make_eval_batches, dataset_info, load_image, preprocess,
+  make_train_iterator, make_eval_batches, dataset_info, split_num_examples,
+  load_image, preprocess,
   ImageReadError (and the other errors in cosnet_jax.data.errors).
 The TFDS-dependent parts are imported on first use, so ``load_image`` /
 ``preprocess`` stay light.
@@ -15,9 +16,11 @@ _LAZY = {
     'make_train_iterator': 'cosnet_jax.data.pipeline',
     'make_eval_batches': 'cosnet_jax.data.pipeline',
     'dataset_info': 'cosnet_jax.data.source',
+    'split_num_examples': 'cosnet_jax.data.source',
 }
 
-__all__ = ['make_train_iterator', 'make_eval_batches', 'dataset_info', 'load_image',
+__all__ = ['make_train_iterator', 'make_eval_batches', 'dataset_info',
+           'split_num_examples', 'load_image',
            'preprocess', 'DataError', 'DatasetNotFoundError', 'ImageReadError',
            'LabelValueError', 'PairingError', 'ShapeMismatchError']
 

@@ -10,7 +10,8 @@ def default_data_config() -> ml_collections.ConfigDict:
       'rose1/svc', 'rose1/dvc', 'rose1/svc_dvc', 'rose2', 'rossa', 'octa_folder'.
     root: folder of the downloaded dataset ('' for synthetic_octa).
     tfds_dir: where prepared TFDS data goes ('' = ~/tensorflow_datasets).
-    train_split / val_split / test_split: TFDS split names ('a+b' allowed).
+    train_split / val_split / test_split: TFDS split names or expressions
+      ('a+b', 'train[:20]': the first 20 examples in the prepared order).
     clahe, clahe_clip_limit, clahe_tile_grid: CLAHE with cv2 semantics on the
       8-bit image (tile_grid tiles along each axis).
     crop_size: side of the square training crop (0 = whole image). Training

@@ -142,9 +142,30 @@ def data_source(data_cfg, split: str):
   return builder.as_data_source(split=split)
 
 
+def split_num_examples(data_cfg, split: str, missing_ok: bool = False) -> int:
+  """Examples in a TFDS split expression: 'train', 'train+val', 'train[:20]'.
+
+  A plain split name is read from the dataset info; an expression is resolved
+  by TFDS (a slice or a sum of splits). A base split the dataset lacks is a
+  DataError naming it, or 0 with ``missing_ok``.
+  """
+  splits = get_builder(data_cfg).info.splits
+  if split in splits:
+    return int(splits[split].num_examples)
+  try:
+    return len(data_source(data_cfg, split))
+  except DataError:
+    if missing_ok:
+      return 0
+    raise
+
+
 def dataset_info(data_cfg) -> dict:
   """{'num_examples': {split: n}, 'image_size': (H, W), 'has_thick_thin': bool,
   'train_size': (h, w), 'eval_size': (h, w)}.
+
+  num_examples holds the dataset's own splits; for a split expression of the
+  config ('train[:20]', 'train+val') use split_num_examples.
 
   image_size is the largest H and W in the dataset; train_size / eval_size are
   the spatial sizes of train / eval batches (multiples of pad_multiple).

@@ -128,7 +128,8 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
     logging.info('[%s] already trained (%d steps)', stage.name, start_step)
     return state
   info = data_lib.dataset_info(config.data)
-  has_val = info['num_examples'].get(config.data.val_split, 0) > 0
+  has_val = data_lib.split_num_examples(config.data, config.data.val_split,
+                                        missing_ok=True) > 0
   best = stage.ckpt.best_score()
   best = -math.inf if best is None else best
   # The batches come from ONE global stream (process_count=1), so a step
@@ -283,7 +284,8 @@ def initial_stage1_state(config, mesh, num_steps: int, shape=(32, 32)):
 
 def build_stage1(config, workdir, mesh, info):
   shape = input_shape(config, info)
-  num_steps = num_train_steps(config.train, info['num_examples'][config.data.train_split])
+  num_train = data_lib.split_num_examples(config.data, config.data.train_split)
+  num_steps = num_train_steps(config.train, num_train)
   model, _, train_fn, predict = _stage1_fns(config, mesh, num_steps)
   state = initial_stage1_state(config, mesh, num_steps, shape)
   ckpt = ckpt_lib.StageCheckpoints(workdir / 'checkpoints' / 'stage1')
@@ -338,7 +340,8 @@ def build_stage2(config, workdir, mesh, info, model, stage1_vars):
   refine_train = ml_collections.ConfigDict({
       'num_steps': config.refine.num_steps, 'num_epochs': config.refine.num_epochs,
       'batch_size': config.refine.batch_size})
-  num_steps = num_train_steps(refine_train, info['num_examples'][config.data.train_split])
+  num_train = data_lib.split_num_examples(config.data, config.data.train_split)
+  num_steps = num_train_steps(refine_train, num_train)
   if config.refine.num_steps == 0:
     num_steps = 0
   refiner, tx, step_fn, predict = _stage2_fns(config, mesh, max(num_steps, 1), model)
