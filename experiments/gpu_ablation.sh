@@ -18,12 +18,7 @@ OUT="${OUT:-$PWD/gpu_out}"
 DATA="${1:-.gpu_data/OCTA500_3M}"
 RES=/tmp/gpu_ablation
 mkdir -p "$OUT" "$RES"
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
-if ! python3 -c 'import ml_collections' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target /tmp/site .whl/ml_collections-*.whl || { echo 'need .whl/ml_collections-*.whl'; exit 1; }
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
+source experiments/gpu_env.sh   # PYTHONUNBUFFERED, ml_collections from .whl/
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/summary.txt"
 nproc | tee -a "$OUT/summary.txt"
 jobs=()

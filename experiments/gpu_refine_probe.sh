@@ -21,12 +21,7 @@ data=${2:?data root (flat train/val/test folders)}
 W=${WORK:-/root/refine_probe}
 OUT=${OUT:-$W/out}
 mkdir -p "$W" "$OUT"
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
-if ! python3 -c 'import ml_collections' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --target /tmp/site .whl/ml_collections-*.whl || { echo 'need .whl/ml_collections-*.whl'; exit 1; }
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
+source experiments/gpu_env.sh   # PYTHONUNBUFFERED, ml_collections from .whl/
 E=${EPOCHS:-300}
 run=(python3 experiments/gpu_paper_octa500.py --data_root "$data" --eval_every 250 --workers 14 ${EXTRA:-})
 
