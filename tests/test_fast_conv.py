@@ -144,8 +144,8 @@ def _ynn_fused_ops(hlo_text: str) -> set:
   """Op names inside the fused computations that XLA:CPU hands to YNNPACK."""
   bodies = dict(re.findall(r'^%?(\S+) [^\n]*\{\n(.*?)\n\}', hlo_text, re.M | re.S))
   ops = set()
-  for call in re.findall(r'calls=%([^,\s]+), backend_config=\{"fusion_config":\{"kind":'
-                         r'"__ynn_fusion"', hlo_text):
+  for call in re.findall(r'calls=%([^,\s]+),[^\n]*backend_config=\{"fusion_config":'
+                         r'\{"kind":"__ynn_fusion"', hlo_text):
     ops |= set(re.findall(r'= \S+ (\w+)\(', bodies.get(call, '')))
   return ops
 
@@ -163,11 +163,43 @@ def test_cpu_compiler_options_keep_convs_off_ynnpack():
     return jnp.sum(y * y), y @ jnp.ones((y.shape[-1], 8))      # conv, reduce, dot
   fn = jax.value_and_grad(lambda x, k: f(x, k)[0], argnums=(0, 1))
   ours = jax.jit(fn, compiler_options=opts).lower(x, kern).compile()
-  assert 'convolution' not in _ynn_fused_ops(ours.as_text())
+  # YNNPACK takes a convolution only from about this size up (compiled, not run):
+  big = [jnp.zeros((8, 96, 96, 32)), jnp.zeros((3, 3, 32, 32))]
+  conv = lambda x, k: fast_conv.conv2d(x, k, padding=((1, 1), (1, 1)), impl='xla')
+  assert 'convolution' in _ynn_fused_ops(jax.jit(conv).lower(*big).compile().as_text())
+  assert 'convolution' not in _ynn_fused_ops(
+      jax.jit(conv, compiler_options=opts).lower(*big).compile().as_text())
   (v, (dx, dk)), (v_ref, (dx_ref, dk_ref)) = ours(x, kern), jax.jit(fn)(x, kern)
   np.testing.assert_allclose(v, v_ref, rtol=1e-6)
   np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(dk, dk_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_infer_options_leave_reductions_to_xla():
+  """mode='infer' (eval-mode forward passes): YNNPACK keeps the dots but not
+  the reductions or convolutions; same numbers as XLA's defaults."""
+  assert fast_conv.xla_compiler_options('gpu', mode='infer') is None
+  with pytest.raises(ValueError, match='mode'):
+    fast_conv.xla_compiler_options('cpu', mode='eval')
+  opts = fast_conv.xla_compiler_options('cpu', mode='infer')
+  if jax.default_backend() != 'cpu' or opts is None:
+    pytest.skip('XLA:CPU without the YNN fusion option')
+  assert opts == fast_conv.CPU_INFER_COMPILER_OPTIONS
+  # (YNNPACK takes a reduction from about 32x32x16 up; smaller ones stay on XLA)
+  x, kern, s, pad, g = _arrays((1, 32, 32, 16, 16, 3, 1, 1))
+
+  def f(x, k):   # a forward of the model's kinds: conv, pooled attention, dot
+    y = jax.nn.relu(fast_conv.conv2d(x, k, padding=pad, impl='xla'))
+    att = jax.nn.softmax(jnp.mean(y, axis=(1, 2), keepdims=True), axis=-1)
+    return (y * att).reshape(-1, y.shape[-1]) @ jnp.ones((y.shape[-1], 8))
+  train_ops = _ynn_fused_ops(jax.jit(f, compiler_options=fast_conv.xla_compiler_options(
+      'cpu')).lower(x, kern).compile().as_text())
+  ours = jax.jit(f, compiler_options=opts).lower(x, kern).compile()
+  infer_ops = _ynn_fused_ops(ours.as_text())
+  assert 'reduce' in train_ops            # the train options do fuse reductions
+  assert 'reduce' not in infer_ops and 'convolution' not in infer_ops
+  assert 'dot' in infer_ops
+  np.testing.assert_allclose(ours(x, kern), jax.jit(f)(x, kern), rtol=1e-5, atol=1e-6)
 
 
 # The whole train step with and without these options:

@@ -96,7 +96,8 @@ class Segmenter:
     self.refine_vars = None if refine_vars is None else jax.device_put(refine_vars)
     self.max_side, self.tile, self.overlap = max_side, tile, overlap
     self.multiple = int(config.data.pad_multiple)
-    self._forward = jax.jit(self._maps, compiler_options=fast_conv.xla_compiler_options())
+    self._forward = jax.jit(self._maps,
+                            compiler_options=fast_conv.xla_compiler_options(mode='infer'))
 
   @classmethod
   def from_workdir(cls, workdir: str | pathlib.Path, checkpoint: str | int = 'best',

@@ -1,11 +1,16 @@
 """Fast CPU convolutions: XLA:CPU compile options, and an im2col conv formulation.
 
-1. `xla_compiler_options(platform)`: what the train / eval steps should pass
-   to `jax.jit(..., compiler_options=...)`. On CPU it keeps convolutions on
-   XLA's own (Eigen) kernels instead of YNNPACK, whose kernel gradients run at
-   3-40 % of the matmul speed (Eigen: 25-100 %). Measured on the CPU model's
-   train step: 0.77x the step time, same numbers (experiments/perf_notes.md).
-   `CPU_XLA_FLAG` is the same setting as an XLA_FLAGS entry.
+1. `xla_compiler_options(platform, mode)`: what the train / eval steps should
+   pass to `jax.jit(..., compiler_options=...)`. On CPU it keeps convolutions
+   on XLA's own (Eigen) kernels instead of YNNPACK, whose kernel gradients run
+   at 3-40 % of the matmul speed (Eigen: 25-100 %). Measured on the CPU model's
+   train step: 0.77x the step time, same numbers (experiments/README.md).
+   `CPU_XLA_FLAG` is the same setting as an XLA_FLAGS entry. `mode='infer'`
+   (forward passes in eval mode: validation, `evaluate`, `predict`) also
+   leaves reductions to XLA: YNNPACK's reduction fusions make the batch-8
+   train step faster but a batch-1 forward slower (the paper model's
+   304x304 inference 0.84-0.90 -> 0.48-0.52 s on 2 cores; neutral at
+   batch 4).
 
 2. `conv2d(impl='im2col')` / `Conv`: an alternative formulation of the conv
    (below). It computes the same function as `lax.conv` but measured no faster
@@ -55,19 +60,32 @@ CPU_COMPILER_OPTIONS = {
     'xla_cpu_experimental_ynn_fusion_type':
         'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE',
 }
+# Forward passes (eval mode) keep only YNNPACK's dots. Why: at batch 1 its
+# reduction fusions (the split-attention pooling, the refiner's softmax, each
+# fused with the element-wise work around it) took about 40 % of the paper
+# model's forward; in the batch-8 train step they are faster than XLA's own
+# (paired MFU 26-28 % with them, 21-23 % without; experiments/README.md).
+CPU_INFER_COMPILER_OPTIONS = {
+    'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
+}
+MODES = ('train', 'infer')
 CPU_XLA_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 # COSNET_CPU_CONV_KERNELS=ynnpack restores XLA's default (for A/B benchmarks).
 ENV_SWITCH = 'COSNET_CPU_CONV_KERNELS'
 _OPTIONS_OK: dict[str, bool] = {}
 
 
-def xla_compiler_options(platform: str | None = None) -> dict[str, str] | None:
+def xla_compiler_options(platform: str | None = None, mode: str = 'train'
+                         ) -> dict[str, str] | None:
   """`compiler_options` for jax.jit on `platform` (default: jax's default backend).
 
-  CPU: CPU_COMPILER_OPTIONS, if this jaxlib accepts them (checked once with a
-  tiny compile; an XLA without the option gets None, i.e. its defaults).
-  Other platforms: None.
+  CPU: CPU_COMPILER_OPTIONS for `mode='train'` (steps that take gradients),
+  CPU_INFER_COMPILER_OPTIONS for `mode='infer'` (eval-mode forward passes),
+  if this jaxlib accepts them (checked once with a tiny compile; an XLA
+  without the option gets None, i.e. its defaults). Other platforms: None.
   """
+  if mode not in MODES:
+    raise ValueError(f'xla_compiler_options: mode={mode!r}, expected one of {MODES}')
   platform = platform or jax.default_backend()
   if platform != 'cpu' or os.environ.get(ENV_SWITCH, 'xla') == 'ynnpack':
     return None
@@ -78,7 +96,9 @@ def xla_compiler_options(platform: str | None = None) -> dict[str, str] | None:
       _OPTIONS_OK[platform] = True
     except Exception:  # pylint: disable=broad-except
       _OPTIONS_OK[platform] = False
-  return dict(CPU_COMPILER_OPTIONS) if _OPTIONS_OK[platform] else None
+  if not _OPTIONS_OK[platform]:
+    return None
+  return dict(CPU_COMPILER_OPTIONS if mode == 'train' else CPU_INFER_COMPILER_OPTIONS)
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 
 Padding = tuple[tuple[int, int], tuple[int, int]]

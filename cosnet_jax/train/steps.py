@@ -230,14 +230,16 @@ def make_mesh(devices=None) -> Mesh:
   return Mesh(list(devices), (AXIS,))
 
 
-def _data_parallel(fn, mesh, in_specs, out_specs, donate=()):
+def _data_parallel(fn, mesh, in_specs, out_specs, donate=(), mode='train'):
   # check_vma=False: replicated outputs (state, metrics) are made identical by
   # the explicit psum / all_gather collectives above, as under pmap.
   mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
                          check_vma=False)
   # On CPU, convolutions stay on XLA's own kernels rather than YNNPACK, whose
-  # kernel gradients are slow (models/fast_conv.py; same numbers, tested).
-  options = fast_conv.xla_compiler_options(mesh.devices.flat[0].platform)
+  # kernel gradients are slow; eval-mode passes (mode='infer') also leave
+  # reductions to XLA, faster at small batches (models/fast_conv.py; same
+  # numbers, tested).
+  options = fast_conv.xla_compiler_options(mesh.devices.flat[0].platform, mode)
   return jax.jit(mapped, donate_argnums=donate, compiler_options=options)
 
 
@@ -249,7 +251,7 @@ def build_train_step(model, config, mesh):
 
 def build_eval_step(model, mesh):
   fn = functools.partial(eval_step, model=model)
-  return _data_parallel(fn, mesh, (P(), P(AXIS)), P(AXIS))
+  return _data_parallel(fn, mesh, (P(), P(AXIS)), P(AXIS), mode='infer')
 
 
 def build_refine_step(model, refiner, config, mesh):
@@ -259,7 +261,7 @@ def build_refine_step(model, refiner, config, mesh):
 
 def build_refine_eval_step(model, refiner, mesh):
   fn = functools.partial(refine_eval_step, model=model, refiner=refiner)
-  return _data_parallel(fn, mesh, (P(), P(), P(AXIS)), P(AXIS))
+  return _data_parallel(fn, mesh, (P(), P(), P(AXIS)), P(AXIS), mode='infer')
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
