@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from cosnet_jax.models.antialias import blur_downsample
 from cosnet_jax.models.conv_bn import batch_norm, conv
+from cosnet_jax.models.pooling import max_pool_3x3
 from cosnet_jax.models.splat import SplitAttentionConv
 
 EXPANSION = 4
@@ -103,10 +104,12 @@ class ResNeStEncoder(nn.Module):
     x = nn.relu(bn('conv1_4')(x))
     x = conv(2 * sw, 3, dtype=self.dtype, name='conv1_6')(x)
     x0 = nn.relu(bn('bn1')(x))
+    # MaxPool2d(3, 2, padding=1); pooling.py: same values and gradient as
+    # nn.max_pool, without XLA:CPU's slow reduce_window / select_and_scatter.
     if self.blur_pool:
-      x = blur_downsample(nn.max_pool(x0, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1))))
+      x = blur_downsample(max_pool_3x3(x0, 1))
     else:
-      x = nn.max_pool(x0, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      x = max_pool_3x3(x0, 2)
     block_cls = nn.remat(Bottleneck, static_argnums=(2,)) if self.remat else Bottleneck
     feats = [x0]
     for s, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks)):
