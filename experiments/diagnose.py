@@ -248,7 +248,10 @@ def bn_readout(workdir, num_batches: int) -> dict:
   from cosnet_jax.train.checkpoint import StageCheckpoints  # pylint: disable=g-import-not-at-top
   config = inference.load_run_config(workdir)
   model = models.build_cosnet(config.model)
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False)['coarse'])
+  from cosnet_jax.models import fast_conv  # pylint: disable=g-import-not-at-top
+  # Eval-mode passes compile as `Segmenter` does (XLA's own reductions).
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False)['coarse'],
+                    compiler_options=fast_conv.xla_compiler_options(mode='infer'))
 
   @jax.jit
   def stats_of_batch(params, zeros, x):
@@ -338,7 +341,9 @@ def contrast_readout(workdir, train_images: int) -> dict:
     raise ValueError(f'{workdir}: the stage-1 checkpoint holds no memory bank')
   model = models.build_cosnet(config.model)
   variables = {'params': raw['params'], 'batch_stats': raw['batch_stats']}
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False, with_embeddings=True))
+  from cosnet_jax.models import fast_conv  # pylint: disable=g-import-not-at-top
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False, with_embeddings=True),
+                    compiler_options=fast_conv.xla_compiler_options(mode='infer'))
   classes = tuple(int(c) for c in ccfg.enqueue_classes)
   loss_fn = jax.jit(lambda a, f, l, v: contrast_lib.pixel_contrast_loss(
       a, f, l, v, temperature=ccfg.temperature,
