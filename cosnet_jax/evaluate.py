@@ -96,8 +96,8 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
         out_dir: str | None = None, tta: str | None = None) -> dict:
   """Evaluates the run in `workdir`; returns summaries and the markdown table.
 
-  `tta`: flip test-time augmentation ('none', 'hflip', 'flips'; default the
-  run's `eval.tta`, see `evaluation.tta`). With flips the report goes to
+  `tta`: test-time augmentation ('none', 'hflip', 'flips', 'flips_shifts';
+  default the run's `eval.tta`, see `evaluation.tta`). With one the report goes to
   `eval/<dataset>-<split>-tta_<mode>/` unless `out_dir` says otherwise.
 
   Returns:
@@ -170,7 +170,8 @@ def define_flags():
   flags.DEFINE_integer('batch_size', None, 'Eval batch (default: the config\'s).')
   flags.DEFINE_bool('overlays', True, 'Write the per-image overlay PNGs.')
   flags.DEFINE_enum('tta', None, sorted(tta_lib.MODES),
-                    "Flip test-time augmentation (default: the run's eval.tta).")
+                    "Test-time augmentation: mirrors, or mirrors x one-pixel shifts "
+                    "(default: the run's eval.tta).")
 
 
 if __name__ == '__main__':

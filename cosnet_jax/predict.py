@@ -4,6 +4,7 @@ r"""Segments vessels in any OCTA image(s) with a trained run.
   python -m cosnet_jax.predict --workdir runs/o3m --input folder/ --output out/ \
       --threshold 0.5
   python -m cosnet_jax.predict ... --tta flips   # mean over 4 mirrored passes
+  python -m cosnet_jax.predict ... --tta flips_shifts   # 4 mirrors x 4 one-pixel shifts
 
 Inputs: png, bmp, tif/tiff, jpg; 8- or 16-bit; grayscale or RGB (converted to
 luminance); any size (padded to a multiple of 32, or tiled above 1024 pixels a
@@ -22,6 +23,8 @@ import time
 import numpy as np
 from absl import app, flags
 from PIL import Image
+
+from cosnet_jax.evaluation import tta as tta_lib
 
 
 IMAGE_SUFFIXES = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
@@ -125,8 +128,9 @@ def define_flags():
   flags.DEFINE_string('output', None, 'Output folder.')
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
   flags.DEFINE_string('threshold', 'otsu', "'otsu', '0.5' or any float in (0, 1).")
-  flags.DEFINE_enum('tta', None, ['none', 'hflip', 'flips'],
-                    "Flip test-time augmentation (default: the run's eval.tta).")
+  flags.DEFINE_enum('tta', None, sorted(tta_lib.MODES),
+                    "Test-time augmentation: mirrors, or mirrors x one-pixel shifts "
+                    "(default: the run's eval.tta).")
 
 
 if __name__ == '__main__':

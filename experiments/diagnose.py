@@ -21,16 +21,20 @@ contrast   the stage-1 memory bank and anchors of each branch, from the LATEST
              either side of the label border (against the share of all pixels
              of the class on it).
 tta        mean per-image Dice (Otsu) on val and test of every output without
-           and with flip test-time augmentation ('hflip': 2 passes, 'flips':
-           4; `cosnet_jax.evaluation.tta`), and the number of test images each
+           and with each test-time augmentation mode ('hflip': 2 passes,
+           'flips': 4, 'flips_shifts': 16; `cosnet_jax.evaluation.tta`), and the number of test images each
            mode improves; whether to use it is read off val.
 shift      is the flip gain the averaging of the decoder's 2x2 stride-2
            up-sampling phases? A mirror of an even-sized image moves every
            pixel to the other phase of that grid; one-pixel shifts do the
            same without mirroring. Mean Dice of the final output on val and
-           test for one pass, the mean of 4 one-pixel shifts ((0,0), (0,1),
-           (1,0), (1,1); content moved down / right, border rows and columns
-           replicated) and the mean of the 4 flips, all through `Segmenter`.
+           test (and per image) for one pass, the mean of 4 one-pixel shifts
+           ((0,0), (0,1), (1,0), (1,1); content moved down / right, border
+           rows and columns replicated, `evaluation.tta.shift_region`), the
+           mean of the 4 flips, the 4 flips x those 4 shifts (the tta mode
+           'flips_shifts'), the 4 flips x the shifts {0, 2}^2 (the stride-4
+           phases) and the 16 shifts {0..3}^2 without flips, all through
+           `Segmenter`.
 bn         are stage 1's BatchNorm running statistics the cause of its val
            swings? For the best and each kept latest stage-1 checkpoint: mean
            Dice of the stage-1 output on val and test with the stored running
@@ -126,6 +130,18 @@ def tta_readout(workdir, checkpoint) -> dict:
   return {'tta': out, 'tta_test_images': len(per_image['none']['coarse'])}
 
 
+# The 'shift' read-out's averages: name -> passes (flip_y, flip_x, dy, dx).
+_FLIPS = ((False, False), (False, True), (True, False), (True, True))
+SHIFT_MODES = {
+    'one_pass': [(False, False, 0, 0)],
+    'shifts': [(False, False, dy, dx) for dy in (0, 1) for dx in (0, 1)],
+    'flips': [f + (0, 0) for f in _FLIPS],
+    'flips_shifts': [f + (dy, dx) for f in _FLIPS for dy in (0, 1) for dx in (0, 1)],
+    'flips_shifts02': [f + (dy, dx) for f in _FLIPS for dy in (0, 2) for dx in (0, 2)],
+    'shifts0123': [(False, False, dy, dx) for dy in range(4) for dx in range(4)],
+}
+
+
 def shift_readout(workdir, checkpoint) -> dict:
   """The 'shift' read-out (see the module docstring)."""
   from cosnet_jax import evaluate  # pylint: disable=g-import-not-at-top
@@ -135,25 +151,27 @@ def shift_readout(workdir, checkpoint) -> dict:
   seg = inference.Segmenter.from_workdir(workdir, checkpoint, tta='none')
   one = seg._probabilities  # preprocessed [H, W] -> probabilities [H, W]
 
-  def shifted(img):
-    h, w = img.shape
-    total = np.zeros((h, w), np.float32)
-    for dy in (0, 1):
-      for dx in (0, 1):
-        moved = np.pad(img, ((dy, 0), (dx, 0)), mode='edge')[:h, :w]
-        prob = np.pad(one(moved), ((0, dy), (0, dx)), mode='edge')[dy:, dx:]
-        total += prob
-    return total / 4
+  def moved_pass(img, fy, fx, dy, dx):
+    """One pass as `evaluation.tta` makes it: mirror, shift, predict, back."""
+    sl = (slice(None, None, -1 if fy else 1), slice(None, None, -1 if fx else 1))
+    x = tta_lib.shift_region(np.ascontiguousarray(img[sl]), dy, dx)
+    return tta_lib.shift_region(np.asarray(one(x), np.float32), dy, dx, back=True)[sl]
 
-  out = {}
+  out, per_image = {}, {}
   for split in ('val', 'test'):
     res = pred['results'][split]
-    maps = {'one_pass': [one(r['image']) for r in res],
-            'shifts': [shifted(r['image']) for r in res],
-            'flips': [tta_lib.average_image(one, r['image'], 'flips') for r in res]}
-    out[split] = {k: float(np.mean([_dice(m, r['mask'], 'otsu') for m, r in zip(v, res)]))
-                  for k, v in maps.items()}
-  return {'shift': out, 'shift_output': seg.output_name}
+    dice = {k: [] for k in SHIFT_MODES}
+    for r in res:
+      cache = {}   # the modes share passes: each runs once per image
+      for name, passes in SHIFT_MODES.items():
+        for p in passes:
+          if p not in cache:
+            cache[p] = moved_pass(r['image'], *p)
+        prob = np.mean([cache[p] for p in passes], axis=0)
+        dice[name].append(_dice(prob, r['mask'], 'otsu'))
+    out[split] = {k: float(np.mean(v)) for k, v in dice.items()}
+    per_image[split] = dice
+  return {'shift': out, 'shift_per_image': per_image, 'shift_output': seg.output_name}
 
 
 def recompute_batch_stats(stats_of_batch, batches, momentum: float):
@@ -423,7 +441,7 @@ def _print(report: dict) -> None:
     n = report['tta_test_images']
     for mode, r in report['tta'].items():
       better = r.get('test_images_better', {})
-      print(f'tta {mode:6s}: ' + '; '.join(
+      print(f'tta {mode:12s}: ' + '; '.join(
           f"{o} val {r[o]['val']:.4f} test {r[o]['test']:.4f}" +
           (f' (better on {better[o]}/{n} test images)' if o in better else '')
           for o in r if o != 'test_images_better'))

@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('members', nargs='+', help='WORKDIR[:best|latest|STEP]')
-  p.add_argument('--tta', default='none', help='none | hflip | flips (each member)')
+  p.add_argument('--tta', default='none', help='none | hflip | flips | flips_shifts (each member)')
   p.add_argument('--out', required=True, help='JSON file to write')
   args = p.parse_args(argv)
   members = [parse_member(m) for m in args.members]

@@ -56,6 +56,7 @@ PROBE_BASELINES = {
     'wide_head32_6000': ('wide_encoder_6000',),
     'wide_fullres16_6000': ('wide_encoder_6000',),
     'wide_crop128_4000': ('wide_encoder_6000',),
+    'wide_encoder_6000_rerun': ('wide_encoder_6000',),
     'contrast_weight_0.25_6000': ('select_start', 'long_stage1_6000'),
     'contrast_weight_1.0_6000': ('select_start', 'long_stage1_6000'),
     'easy_anchors_6000': ('select_start', 'long_stage1_6000'),

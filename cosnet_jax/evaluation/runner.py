@@ -35,8 +35,9 @@ def predict_split(step: Callable, data_cfg, split: str, mesh, *,
     mesh: the ('data',) mesh the step runs on.
     batch_size: global batch (multiple of the device count).
     outputs: names of the maps to keep.
-    tta: test-time flips ('none', 'hflip', 'flips'; see `evaluation.tta`):
-      each output is the mean of the mirrored passes, mirrored back.
+    tta: test-time augmentation ('none', 'hflip', 'flips', 'flips_shifts';
+      see `evaluation.tta`): each output is the mean of the mirrored /
+      shifted passes, moved back.
   Returns:
     One dict per real image: `id`, `image`, `mask` [h, w] float32, and each
     requested output [h, w] float32, cropped to the original size.

@@ -65,7 +65,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.select_metric = 'dice'  # validation metric of the best checkpoint
   c.eval.final_split = 'test'    # evaluated with the best checkpoint at the end; '' = none
   c.eval.tta = 'none'            # final evaluation: 'none' | 'hflip' | 'flips' (mirror
-                                 # test-time augmentation; validation never uses it)
+                                 # test-time augmentation) | 'flips_shifts' (the 4
+                                 # mirrors x 4 one-pixel shifts); validation never uses it
   return c
 
 
