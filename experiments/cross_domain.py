@@ -6,7 +6,9 @@ r"""Do models trained on OCTA-500 3M carry to other fields of view and devices?
       --out experiments/results/diagnose/NAME.json
 
 Evaluates the selected checkpoints of every run (`cosnet_jax.evaluate`, one
-pass, per-image Otsu threshold as in the tables) on each target and writes,
+pass unless a run is given as WORKDIR@MODE with a test-time augmentation
+mode, e.g. "fs=RUN@flips_shifts"; per-image Otsu threshold as in the tables)
+on each target and writes,
 per row, the per-seed mean Dice of the final output and of stage 1, and each
 row against the first row: difference of seed means, Welch's t over seeds and
 the number of target images where the row is better (each image averaged
@@ -41,6 +43,7 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))   # cosnet_jax from this checkout
 
 TARGETS = {
     '3m': dict(dataset='', sub='OCTA500_3M', split='test'),     # the run's own dataset
@@ -68,11 +71,28 @@ def parse_runs(items: list[str]) -> dict[str, list[str]]:
   return rows
 
 
-def evaluate(workdir: str, target: str, shared: pathlib.Path) -> dict:
-  """{'final': [per-image Dice], 'coarse': [...], 'ids': [...]} of one run on one target."""
+def split_run(run: str) -> tuple[str, str]:
+  """'WORKDIR' -> (WORKDIR, 'none'); 'WORKDIR@MODE' -> (WORKDIR, MODE), MODE
+  a test-time augmentation mode of `cosnet_jax.evaluation.tta`."""
+  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
+  workdir, sep, mode = run.rpartition('@')
+  if not sep or os.sep in mode or '/' in mode:   # an '@' inside the path
+    return run, 'none'
+  if mode not in tta_lib.MODES:
+    raise SystemExit(f'--runs {run!r}: test-time augmentation {mode!r} is not one of '
+                     f'{sorted(tta_lib.MODES)}')
+  return workdir, mode
+
+
+def evaluate(run: str, target: str, shared: pathlib.Path) -> dict:
+  """{'final': [per-image Dice], 'coarse': [...], 'ids': [...]} of one run on one target.
+
+  run: a workdir, or WORKDIR@MODE to evaluate with that test-time augmentation.
+  """
   t = TARGETS[target]
+  workdir, tta = split_run(run)
   cmd = [sys.executable, '-m', 'cosnet_jax.evaluate', f'--workdir={workdir}',
-         f'--split={t["split"]}', '--overlays=false', '--tta=none']
+         f'--split={t["split"]}', '--overlays=false', f'--tta={tta}']
   cmd.append(f'--data_root={shared / t["sub"]}')
   if t['dataset']:
     cmd.append(f'--dataset={t["dataset"]}')
@@ -167,6 +187,9 @@ def main(argv=None):
   args = ap.parse_args(argv)
   reuse = load_reuse(args.reuse)
   rows = parse_runs(args.runs)
+  for workdirs in rows.values():   # a bad @MODE fails before any evaluation
+    for w in workdirs:
+      split_run(w)
   targets = [t for t in args.targets.split(',') if t]
   for t in targets:
     if t not in TARGETS:

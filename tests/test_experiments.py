@@ -210,6 +210,12 @@ def test_cross_domain_compares_rows_per_target_against_the_first():
                                                           'f': ['/r/f0']}
   with pytest.raises(SystemExit, match='x/y'):
     cd.parse_runs(['x/y'])
+  # WORKDIR@MODE: the same run with test-time augmentation, checked up front.
+  assert cd.split_run('/r/e0') == ('/r/e0', 'none')
+  assert cd.split_run('/r/a@b/e0@flips_shifts') == ('/r/a@b/e0', 'flips_shifts')
+  assert cd.split_run('/r/a@b/e0') == ('/r/a@b/e0', 'none')
+  with pytest.raises(SystemExit, match="'rot90'"):
+    cd.split_run('/r/e0@rot90')
   run = lambda final, coarse=None: {'final': final, 'coarse': coarse or final}
   results = {
       'e': {'6m': [run([0.80, 0.70]), run([0.82, 0.72], [0.9, 0.9])]},
