@@ -97,8 +97,9 @@ def run(workdir, *, split: str | None = None, checkpoint='best',
   """Evaluates the run in `workdir`; returns summaries and the markdown table.
 
   `tta`: test-time augmentation ('none', 'hflip', 'flips', 'flips_shifts';
-  default the run's `eval.tta`, see `evaluation.tta`). With one the report goes to
-  `eval/<dataset>-<split>-tta_<mode>/` unless `out_dir` says otherwise.
+  default the run's `eval.tta`, see `evaluation.tta`). With a mode other than
+  'none' the report goes to `eval/<dataset>-<split>-tta_<mode>/` unless
+  `out_dir` says otherwise.
 
   Returns:
     {'refined': summary, 'coarse': summary, 'out_dir': path, 'text': markdown,
