@@ -151,12 +151,6 @@ def shift_readout(workdir, checkpoint) -> dict:
   seg = inference.Segmenter.from_workdir(workdir, checkpoint, tta='none')
   one = seg._probabilities  # preprocessed [H, W] -> probabilities [H, W]
 
-  def moved_pass(img, fy, fx, dy, dx):
-    """One pass as `evaluation.tta` makes it: mirror, shift, predict, back."""
-    sl = (slice(None, None, -1 if fy else 1), slice(None, None, -1 if fx else 1))
-    x = tta_lib.shift_region(np.ascontiguousarray(img[sl]), dy, dx)
-    return tta_lib.shift_region(np.asarray(one(x), np.float32), dy, dx, back=True)[sl]
-
   out, per_image = {}, {}
   for split in ('val', 'test'):
     res = pred['results'][split]
@@ -166,7 +160,7 @@ def shift_readout(workdir, checkpoint) -> dict:
       for name, passes in SHIFT_MODES.items():
         for p in passes:
           if p not in cache:
-            cache[p] = moved_pass(r['image'], *p)
+            cache[p] = tta_lib.image_pass(one, r['image'], p)
         prob = np.mean([cache[p] for p in passes], axis=0)
         dice[name].append(_dice(prob, r['mask'], 'otsu'))
     out[split] = {k: float(np.mean(v)) for k, v in dice.items()}

@@ -159,15 +159,23 @@ def average_batch(predict: Callable[[np.ndarray], dict], image: np.ndarray,
   return {k: total[k] / np.float32(len(passes)) for k in outputs}
 
 
+def image_pass(prob_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
+               p: Pass) -> np.ndarray:
+  """prob_fn's float32 [H, W] map of a whole [H, W] image seen through pass
+  `p` (mirrored, then shifted), moved back onto the image."""
+  p = Pass(*p)
+  sl = (slice(None, None, -1 if p.flip_y else 1), slice(None, None, -1 if p.flip_x else 1))
+  x = shift_region(np.ascontiguousarray(image[sl]), p.shift_y, p.shift_x)
+  prob = np.asarray(prob_fn(x), np.float32)
+  return shift_region(prob, p.shift_y, p.shift_x, back=True)[sl]
+
+
 def average_image(prob_fn: Callable[[np.ndarray], np.ndarray], image: np.ndarray,
                   mode: str) -> np.ndarray:
   """Mean over the passes of `mode` of prob_fn on a whole [H, W] image."""
   passes = check_mode(mode)
   total = None
   for p in passes:
-    sl = (slice(None, None, -1 if p.flip_y else 1), slice(None, None, -1 if p.flip_x else 1))
-    x = shift_region(np.ascontiguousarray(image[sl]), p.shift_y, p.shift_x)
-    prob = np.asarray(prob_fn(x), np.float32)
-    prob = shift_region(prob, p.shift_y, p.shift_x, back=True)[sl]
+    prob = image_pass(prob_fn, image, p)
     total = prob if total is None else total + prob
   return total / np.float32(len(passes))
