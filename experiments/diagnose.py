@@ -22,8 +22,9 @@ contrast   the stage-1 memory bank and anchors of each branch, from the LATEST
              of the class on it).
 tta        mean per-image Dice (Otsu) on val and test of every output without
            and with each test-time augmentation mode ('hflip': 2 passes,
-           'flips': 4, 'flips_shifts': 16; `cosnet_jax.evaluation.tta`), and the number of test images each
-           mode improves; whether to use it is read off val.
+           'flips': 4, 'flips_shifts': 16; `cosnet_jax.evaluation.tta`),
+           and the number of test images each mode improves; whether to use
+           it is read off val.
 shift      is the flip gain the averaging of the decoder's 2x2 stride-2
            up-sampling phases? A mirror of an even-sized image moves every
            pixel to the other phase of that grid; one-pixel shifts do the
@@ -62,6 +63,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 SAMPLES_PER_GROUP = 200   # anchors per (image, class, hard/easy) for the loss
@@ -111,7 +114,6 @@ def fit_and_threshold(workdir, parts, checkpoint) -> dict:
 def tta_readout(workdir, checkpoint) -> dict:
   """The 'tta' read-out (see the module docstring)."""
   from cosnet_jax import evaluate  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
   out = {}
   per_image = {}
   for mode in tta_lib.MODES:
@@ -130,15 +132,17 @@ def tta_readout(workdir, checkpoint) -> dict:
   return {'tta': out, 'tta_test_images': len(per_image['none']['coarse'])}
 
 
-# The 'shift' read-out's averages: name -> passes (flip_y, flip_x, dy, dx).
-_FLIPS = ((False, False), (False, True), (True, False), (True, True))
+# The 'shift' read-out's averages: name -> passes; 'flips' and 'flips_shifts'
+# are the package's modes of those names.
+_P = tta_lib.Pass
 SHIFT_MODES = {
-    'one_pass': [(False, False, 0, 0)],
-    'shifts': [(False, False, dy, dx) for dy in (0, 1) for dx in (0, 1)],
-    'flips': [f + (0, 0) for f in _FLIPS],
-    'flips_shifts': [f + (dy, dx) for f in _FLIPS for dy in (0, 1) for dx in (0, 1)],
-    'flips_shifts02': [f + (dy, dx) for f in _FLIPS for dy in (0, 2) for dx in (0, 2)],
-    'shifts0123': [(False, False, dy, dx) for dy in range(4) for dx in range(4)],
+    'one_pass': tta_lib.MODES['none'],
+    'shifts': [_P(False, False, dy, dx) for dy in (0, 1) for dx in (0, 1)],
+    'flips': tta_lib.MODES['flips'],
+    'flips_shifts': tta_lib.MODES['flips_shifts'],
+    'flips_shifts02': [p._replace(shift_y=dy, shift_x=dx) for p in tta_lib.MODES['flips']
+                       for dy in (0, 2) for dx in (0, 2)],
+    'shifts0123': [_P(False, False, dy, dx) for dy in range(4) for dx in range(4)],
 }
 
 
@@ -146,7 +150,6 @@ def shift_readout(workdir, checkpoint) -> dict:
   """The 'shift' read-out (see the module docstring)."""
   from cosnet_jax import evaluate  # pylint: disable=g-import-not-at-top
   from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
   pred = evaluate.predict_splits(workdir, ['val', 'test'], checkpoint=checkpoint)
   seg = inference.Segmenter.from_workdir(workdir, checkpoint, tta='none')
   one = seg._probabilities  # preprocessed [H, W] -> probabilities [H, W]
