@@ -1,14 +1,11 @@
-r"""ROSE-1 DVC (deep plexus, centreline labels): both branches get gt;
+r"""ROSE-1 DVC (deep plexus, centreline labels): one label (thick = thin = gt),
 metrics with a 1-pixel dilation tolerance (ROSE practice).
 
-  python -m cosnet_jax.main --config configs/rose1_dvc.py --workdir runs/rose1_dvc \
-      --config.data.root=/path/to/ROSE-1
-  # small CPU model on crops:
-  python -m cosnet_jax.main --config configs/rose1_dvc.py:cpu --workdir runs/rose1_dvc_cpu \
-      --config.data.root=/path/to/ROSE-1
+  python -m cosnet_jax.main --config configs/rose1_dvc.py:cpu --workdir runs/rose1_dvc \
+      --config.data.root=/path/to/ROSE
 """
-from cosnet_jax.train.dataset_configs import dataset_config
+from cosnet_jax import recipes
 
 
-def get_config(variant=''):
-  return dataset_config('rose1/dvc', '/path/to/ROSE-1', variant=variant, tolerance=1)
+def get_config(arg=None):
+  return recipes.dataset_config('rose1/dvc', arg, tolerance=1)

@@ -1,13 +1,11 @@
-r"""ROSE-1 SVC+DVC (inner retinal plexus): the authors' released setting.
+r"""ROSE-1 SVC+DVC (both plexuses): gt of SVC_DVC, thick / thin branches from
+the SVC thick_gt / thin_gt (what the authors' released code trains with).
 
-  python -m cosnet_jax.main --config configs/rose1_svc_dvc.py --workdir runs/rose1_svc_dvc \
-      --config.data.root=/path/to/ROSE-1
-  # small CPU model on crops:
-  python -m cosnet_jax.main --config configs/rose1_svc_dvc.py:cpu --workdir runs/rose1_svc_dvc_cpu \
-      --config.data.root=/path/to/ROSE-1
+  python -m cosnet_jax.main --config configs/rose1_svc_dvc.py:cpu --workdir runs/rose1_both \
+      --config.data.root=/path/to/ROSE
 """
-from cosnet_jax.train.dataset_configs import dataset_config
+from cosnet_jax import recipes
 
 
-def get_config(variant=''):
-  return dataset_config('rose1/svc_dvc', '/path/to/ROSE-1', variant=variant)
+def get_config(arg=None):
+  return recipes.dataset_config('rose1/svc_dvc', arg)

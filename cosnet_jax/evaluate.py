@@ -1,182 +1,82 @@
-r"""Evaluates a trained run on a dataset split and writes the report.
+r"""Evaluates a trained model on a dataset split and writes the report: `cosnet-evaluate`.
 
   python -m cosnet_jax.evaluate --workdir runs/quickstart
   python -m cosnet_jax.evaluate --workdir runs/o3m --checkpoint latest --split val
-  python -m cosnet_jax.evaluate --workdir runs/o3m --dataset octa_folder \
-      --data_root /path/to/folder --split test
+  cosnet-evaluate --model octa500-3m --dataset octa_folder --data_root /path/to/folder \
+      --split test --out reports/mine
+  cosnet-evaluate --model runs/o3m --dataset octa500/6m_ilm_opl_largevessel \
+      --data_root /path/to/OCTA-500 --split test     # resampled to the model's spacing
   python -m cosnet_jax.evaluate --workdir runs/o3m --tta flips   # mean of 4 mirrors
 
-By default the dataset the run was trained on is used. Writes
-`WORKDIR/eval/<dataset>-<split>/`: metrics.json (refined output),
-metrics_coarse.json (stage-1 output), metrics.md, roc.png, overlays/*.png.
+`--workdir` (a training run) or `--model` (a model file, a shipped name or a
+workdir). By default the dataset the model was trained on is used. Writes
+metrics.json (final output), metrics_coarse.json (stage-1 output),
+metrics.md, roc.png, overlays/*.png into `--out` (default
+WORKDIR/eval/<dataset>-<split>[-tta_<mode>]/, or ./eval/<model>/... for a model).
 """
-
 import pathlib
-import sys
 
-import jax
-import ml_collections
-import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from cosnet_jax import models
-from cosnet_jax.evaluation import inference, report, runner
-from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.evaluation import metrics as metrics_lib
-from cosnet_jax.train import steps as steps_lib
+from cosnet_jax import cli
+from cosnet_jax.errors import UserError
+
+FLAGS = flags.FLAGS
 
 
-
-def _threshold(value):
-  if value is None or value == 'otsu':
-    return 'otsu'
-  return float(value)
-
-
-def tta_mode(config, tta: str | None) -> str:
-  """`tta`, or the run's `eval.tta` (configs older than the key: 'none')."""
-  return tta if tta is not None else config.eval.get('tta', 'none')
-
-
-def predict_splits(workdir, splits, *, checkpoint='best',
-                   dataset: str | None = None, data_root: str | None = None,
-                   batch_size: int | None = None, tta: str | None = None) -> dict:
-  """Predicts every image of each split with the run's checkpoints.
-
-  Args:
-    workdir: training workdir (config.json + checkpoints).
-    splits: split names; None entries mean the config's test split.
-    checkpoint, dataset, data_root, batch_size, tta: as for `run`.
-  Returns:
-    {'config': run config, 'data': data config used, 'outputs': ('coarse',)
-     or ('coarse', 'refined') (the last is the final output), 'steps':
-     checkpoint steps used, 'tta': the flip mode used,
-     'results': {split: runner.predict_split list}}.
-  """
-  workdir = pathlib.Path(workdir)
-  config = inference.load_run_config(workdir)
-  key = 'tta' if tta is not None else 'eval.tta'
-  tta = tta_mode(config, tta)
-  tta_lib.check_mode(tta, key)
-  s1_vars, s2_vars, used = inference.load_variables(workdir, checkpoint)
-  data_cfg = ml_collections.ConfigDict(config.data.to_dict())
-  if dataset:
-    data_cfg.name = dataset
-  if data_root:
-    data_cfg.root = data_root
-
-  mesh = steps_lib.make_mesh(jax.local_devices())
-  model = models.build_cosnet(config.model, axis_name=steps_lib.AXIS)
-  s1 = steps_lib.replicate(s1_vars, mesh)
-  if s2_vars is not None:
-    refiner = models.build_refiner(config.refine.model, axis_name=steps_lib.AXIS)
-    step_fn = steps_lib.build_refine_eval_step(model, refiner, mesh)
-    s2 = steps_lib.replicate(s2_vars, mesh)
-    predict = lambda batch: step_fn(s1, s2, batch)
-    outputs = ('coarse', 'refined')
-  else:
-    step_fn = steps_lib.build_eval_step(model, mesh)
-    predict = lambda batch: step_fn(s1, batch)
-    outputs = ('coarse',)
-  bs = runner.eval_batch_size(batch_size or config.eval.batch_size)
-  results = {}
-  for split in splits:
-    split = split or data_cfg.test_split
-    results[split] = runner.predict_split(predict, data_cfg, split, mesh,
-                                          batch_size=bs, outputs=outputs, tta=tta)
-    if not results[split]:
-      raise ValueError(f'split {split!r} of dataset {data_cfg.name!r} has no images')
-  return {'config': config, 'data': data_cfg, 'outputs': outputs, 'steps': used,
-          'tta': tta, 'results': results}
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'Training workdir.')
+  flags.DEFINE_string('model', None, 'A model file, a shipped model name or a workdir.')
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number (workdirs).")
+  flags.DEFINE_string('split', None, "Split to evaluate (default: the model's test split).")
+  flags.DEFINE_string('dataset', None, 'Dataset name (default: the one trained on).')
+  flags.DEFINE_string('data_root', None, 'Folder of that dataset.')
+  flags.DEFINE_float('spacing_um', None, "The dataset's pixel spacing in micrometres: "
+                     "images are resampled to the model's (default: known datasets' own).")
+  flags.DEFINE_string('threshold', None, "'otsu' or a float (default: the model's).")
+  flags.DEFINE_integer('batch_size', None, "Eval batch (default: the model's config).")
+  flags.DEFINE_bool('overlays', True, 'Write the per-image overlay PNGs.')
+  flags.DEFINE_string('out', None, 'Report folder.')
+  flags.DEFINE_string('tta', None, "Test-time augmentation: 'none', 'hflip', 'flips', "
+                      "'flips_shifts' (default: the model's eval.tta).")
 
 
-def run(workdir, *, split: str | None = None, checkpoint='best',
-        dataset: str | None = None, data_root: str | None = None,
-        threshold=None, batch_size: int | None = None, overlays: bool = True,
-        out_dir: str | None = None, tta: str | None = None) -> dict:
-  """Evaluates the run in `workdir`; returns summaries and the markdown table.
-
-  `tta`: test-time augmentation ('none', 'hflip', 'flips', 'flips_shifts';
-  default the run's `eval.tta`, see `evaluation.tta`). With a mode other than
-  'none' the report goes to `eval/<dataset>-<split>-tta_<mode>/` unless
-  `out_dir` says otherwise.
-
-  Returns:
-    {'refined': summary, 'coarse': summary, 'out_dir': path, 'text': markdown,
-     'steps': checkpoint steps used}.
-  """
-  workdir = pathlib.Path(workdir)
-  pred = predict_splits(workdir, [split], checkpoint=checkpoint, dataset=dataset,
-                        data_root=data_root, batch_size=batch_size, tta=tta)
-  config, data_cfg, outputs, used = (pred['config'], pred['data'],
-                                     pred['outputs'], pred['steps'])
-  split, results = next(iter(pred['results'].items()))
-  thr = _threshold(threshold if threshold is not None else config.eval.threshold)
-  tolerance = int(config.eval.tolerance)
-  final = outputs[-1]
-  per = {o: [dict(id=r['id'], **metrics_lib.image_metrics(
-      r[o], r['mask'], None, threshold=thr, tolerance=tolerance)) for r in results]
-         for o in outputs}
-  name = f"{data_cfg.name.replace('/', '_')}-{split}"
-  if pred['tta'] != 'none':
-    name += f"-tta_{pred['tta']}"
-  out = pathlib.Path(out_dir) if out_dir else workdir / 'eval' / name
-  summaries = report.write_report(
-      out, per[final], images=[r['image'] for r in results],
-      gts=[r['mask'] for r in results], probs=[r[final] for r in results],
-      ids=[r['id'] for r in results],
-      coarse=per['coarse'] if final != 'coarse' else None,
-      coarse_probs=[r['coarse'] for r in results] if final != 'coarse' else None,
-      threshold=thr, tolerance=tolerance, overlays=overlays, label=final)
-  text = (out / 'metrics.md').read_text()
-  logging.info('evaluation of %s (%s, checkpoints %s) written to %s', workdir,
-               name, used, out)
-  return {'refined': summaries.get('refined'), 'coarse': summaries.get('coarse'),
-          'out_dir': str(out), 'text': f'{name} ({len(results)} images)\n{text}',
-          'steps': used, 'tta': pred['tta']}
+def run(source: str, *, split=None, checkpoint='best', dataset=None, data_root=None,
+        spacing_um=None, threshold=None, batch_size=None, overlays=True, out=None,
+        tta=None) -> dict:
+  """Evaluates `source` (workdir / model file / name); see evaluate_split.evaluate."""
+  from cosnet_jax.evaluation import evaluate_split, trained as trained_lib  # pylint: disable=g-import-not-at-top
+  trained = trained_lib.load(source, checkpoint)
+  data_cfg = evaluate_split.dataset_config(trained, dataset, data_root, spacing_um)
+  split = split or data_cfg.test_split
+  tta_mode = tta if tta is not None else trained.config.eval.get('tta', 'none')
+  name = evaluate_split.report_name(data_cfg, split, tta_mode)
+  if out is None:   # a workdir's own eval/ folder, else ./eval/<model>/
+    base = (pathlib.Path(source) / 'eval' if pathlib.Path(source).is_dir() else
+            pathlib.Path('eval') / pathlib.Path(str(source)).name.replace('.cosnet', ''))
+    out = base / name
+  result = evaluate_split.evaluate(trained, data_cfg, split, out, threshold=threshold,
+                                   batch_size=batch_size, overlays=overlays, tta=tta_mode)
+  result['steps'] = trained.meta.get('steps')
+  return result
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from cosnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
-  compilation_cache.enable(flags.FLAGS.compilation_cache)
-  if not flags.FLAGS.workdir:
-    print('error: --workdir is required', file=sys.stderr)
-    sys.exit(2)
-  try:
-    result = run(flags.FLAGS.workdir, split=flags.FLAGS.split,
-                 checkpoint=flags.FLAGS.checkpoint, dataset=flags.FLAGS.dataset,
-                 data_root=flags.FLAGS.data_root, threshold=flags.FLAGS.threshold,
-                 batch_size=flags.FLAGS.batch_size, overlays=flags.FLAGS.overlays,
-                 tta=flags.FLAGS.tta)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
+    raise UserError(f'unexpected arguments: {argv[1:]}')
+  if bool(FLAGS.workdir) == bool(FLAGS.model):
+    raise UserError('give one of --workdir (a training run) or --model (a model file or name)')
+  result = run(FLAGS.workdir or FLAGS.model, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
+               dataset=FLAGS.dataset, data_root=FLAGS.data_root, spacing_um=FLAGS.spacing_um,
+               threshold=FLAGS.threshold, batch_size=FLAGS.batch_size,
+               overlays=FLAGS.overlays, out=FLAGS.out, tta=FLAGS.tta)
   print(result['text'])
   print(f"report: {result['out_dir']}")
 
 
-def define_flags():
-  """Command-line flags (defined only when run as a program)."""
-  flags.DEFINE_string('compilation_cache', None,
-                      "XLA compilation cache folder ('' = off; default "
-                      "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
-  flags.DEFINE_string('workdir', None, 'Training workdir.')
-  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
-  flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s test split).')
-  flags.DEFINE_string('dataset', None, 'Dataset name (default: the one trained on).')
-  flags.DEFINE_string('data_root', None, 'Folder of that dataset.')
-  flags.DEFINE_string('threshold', None, "'otsu' or a float (default: the config's).")
-  flags.DEFINE_integer('batch_size', None, 'Eval batch (default: the config\'s).')
-  flags.DEFINE_bool('overlays', True, 'Write the per-image overlay PNGs.')
-  flags.DEFINE_enum('tta', None, sorted(tta_lib.MODES),
-                    "Test-time augmentation: mirrors, or mirrors x one-pixel shifts "
-                    "(default: the run's eval.tta).")
+def cli_main():
+  cli.run(main, define_flags)
 
 
 if __name__ == '__main__':
-  from cosnet_jax import hugepages  # pylint: disable=g-import-not-at-top
-  hugepages.reexec_with_hugepages()  # see cosnet_jax/hugepages.py
-  define_flags()
-  app.run(main)
+  cli_main()

@@ -1,19 +1,23 @@
-r"""Segments vessels in any OCTA image(s) with a trained run.
+r"""Segments vessels in OCTA images with a trained model: `cosnet-predict`.
 
+  cosnet-predict --model octa500-3m --input scans/ --output masks/   # the shipped model
+  cosnet-predict --model my_model.cosnet --input scan.png --output out/ --threshold 0.5
   python -m cosnet_jax.predict --workdir runs/quickstart --input scan.png --output out/
-  python -m cosnet_jax.predict --workdir runs/o3m --input folder/ --output out/ \
-      --threshold 0.5
-  python -m cosnet_jax.predict ... --tta flips   # mean over 4 mirrored passes
-  python -m cosnet_jax.predict ... --tta flips_shifts   # 4 mirrors x 4 one-pixel shifts
+  cosnet-predict --model octa500-3m --input scans6mm/ --output out/ --fov_mm 6
+  cosnet-predict ... --tta flips   # mean over 4 mirrored passes
 
-Inputs: png, bmp, tif/tiff, jpg; 8- or 16-bit; grayscale or RGB (converted to
-luminance); any size (padded to a multiple of 32, or tiled above 1024 pixels a
-side, and cropped back). Per image `<stem>` it writes:
+`--model` is a model file (cosnet-export), the name of a shipped model or a
+workdir; `--workdir` a training run (its best checkpoints). Inputs: png, bmp,
+tif/tiff, jpg; 8- or 16-bit; grayscale or RGB (converted to luminance); any
+size (padded to a multiple of 32, or tiled above 1024 pixels a side, and
+cropped back). With `--spacing_um` or `--fov_mm` (the scan's field of view,
+mm across its width) each image is resampled to the model's pixel spacing and
+the maps back. Per image `<stem>` it writes:
   <stem>_mask.png     binary mask, 0 / 255 (8-bit)
   <stem>_prob.png     vessel probability, 16-bit PNG: value / 65535 = p
   <stem>_overlay.png  the image with the predicted vessels tinted red
 An unreadable file is reported by name and skipped; the exit status is 1 when
-any file failed, 2 for a usage error (missing checkpoint, empty folder).
+any file failed, 2 for a usage error (missing model, empty folder).
 """
 
 import pathlib
@@ -21,29 +25,23 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
-from cosnet_jax.evaluation import tta as tta_lib
-
+from cosnet_jax import cli
+from cosnet_jax.data.errors import DataError
+from cosnet_jax.errors import UserError
 
 IMAGE_SUFFIXES = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
+FLAGS = flags.FLAGS
 
 
-class UsageError(Exception):
-  """A one-line error for the user (no traceback)."""
-
-
-def parse_threshold(value: str):
-  if value == 'otsu':
-    return 'otsu'
-  try:
-    t = float(value)
-  except ValueError:
-    raise UsageError(f"--threshold={value!r}: expected 'otsu' or a number") from None
-  if not 0.0 < t < 1.0:
-    raise UsageError(f'--threshold={value}: expected a value in (0, 1)')
-  return t
+def parse_threshold(value: str | None):
+  """None (the model's default), 'otsu' or a float in (0, 1)."""
+  if value is None:
+    return None
+  from cosnet_jax.evaluation.evaluate_split import parse_threshold as parse  # pylint: disable=g-import-not-at-top
+  return parse(value)
 
 
 def list_inputs(path: str) -> list[pathlib.Path]:
@@ -54,9 +52,9 @@ def list_inputs(path: str) -> list[pathlib.Path]:
     files = sorted(f for f in p.iterdir()
                    if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-      raise UsageError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in folder {p}')
+      raise UserError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in folder {p}')
     return files
-  raise UsageError(f'input not found: {p}')
+  raise UserError(f'input not found: {p}')
 
 
 def write_outputs(out_dir: pathlib.Path, stem: str, image, prob, mask) -> None:
@@ -68,20 +66,21 @@ def write_outputs(out_dir: pathlib.Path, stem: str, image, prob, mask) -> None:
 
 
 def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
-                  stream=sys.stderr) -> list[tuple[str, str]]:
-  """Segments each file; returns [(file, error)] for those that failed."""
+                  stream=sys.stderr, spacing_um=None, fov_mm=None) -> list[tuple[str, str]]:
+  """Segments each file; returns [(file, error)] for those that failed to read."""
   from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   out_dir.mkdir(parents=True, exist_ok=True)
   failures, t0 = [], time.time()
   for i, f in enumerate(files, 1):
     try:
       image = data_lib.load_image(f)
-      prob, mask = segmenter(image, threshold=threshold)
-      write_outputs(out_dir, f.stem, image, prob, mask)
-    except Exception as e:  # pylint: disable=broad-except
+    except DataError as e:
       # One bad file must not stop a folder: report it and go on.
-      failures.append((str(f), f'{type(e).__name__}: {e}'))
-      print(f'\nerror: {f}: {e}', file=stream)
+      failures.append((str(f), str(e)))
+      print(f'\nerror: {e}', file=stream)
+      continue
+    prob, mask = segmenter(image, threshold=threshold, spacing_um=spacing_um, fov_mm=fov_mm)
+    write_outputs(out_dir, f.stem, image, prob, mask)
     rate = i / max(time.time() - t0, 1e-9)
     bar = '#' * int(30 * i / len(files))
     print(f'\r[{bar:<30}] {i}/{len(files)} {rate:.2f} img/s', end='', file=stream)
@@ -91,50 +90,49 @@ def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from cosnet_jax import compilation_cache  # pylint: disable=g-import-not-at-top
-  compilation_cache.enable(flags.FLAGS.compilation_cache)
-  F = flags.FLAGS
-  try:
-    for name in ('workdir', 'input', 'output'):
-      if not getattr(F, name):
-        raise UsageError(f'--{name} is required')
-    threshold = parse_threshold(F.threshold)
-    files = list_inputs(F.input)
-    from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
-    try:
-      segmenter = inference.Segmenter.from_workdir(F.workdir, F.checkpoint, tta=F.tta)
-    except FileNotFoundError as e:
-      raise UsageError(str(e)) from None
-  except UsageError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  failures = predict_files(segmenter, files, pathlib.Path(F.output), threshold)
+    raise UserError(f'unexpected arguments: {argv[1:]}')
+  for name in ('input', 'output'):
+    if not getattr(FLAGS, name):
+      raise UserError(f'--{name} is required')
+  if bool(FLAGS.workdir) == bool(FLAGS.model):
+    raise UserError('give one of --model (a model file or shipped name) or --workdir')
+  threshold = parse_threshold(FLAGS.threshold)
+  files = list_inputs(FLAGS.input)
+  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+  if FLAGS.model:
+    segmenter = inference.Segmenter.from_pretrained(FLAGS.model, tta=FLAGS.tta)
+  else:
+    segmenter = inference.Segmenter.from_workdir(FLAGS.workdir, FLAGS.checkpoint, tta=FLAGS.tta)
+  if FLAGS.spacing_um is not None or FLAGS.fov_mm is not None:
+    segmenter.scale_for(1, FLAGS.spacing_um, 1.0 if FLAGS.fov_mm else None)  # checks early
+  failures = predict_files(segmenter, files, pathlib.Path(FLAGS.output), threshold,
+                           spacing_um=FLAGS.spacing_um, fov_mm=FLAGS.fov_mm)
   done = len(files) - len(failures)
-  print(f'{done}/{len(files)} images segmented into {F.output}')
+  print(f'{done}/{len(files)} images segmented into {FLAGS.output}')
   if failures:
-    print(f'{len(failures)} failed: ' + ', '.join(f for f, _ in failures),
-          file=sys.stderr)
+    print(f'{len(failures)} failed: ' + ', '.join(f for f, _ in failures), file=sys.stderr)
     sys.exit(1)
 
 
 def define_flags():
   """Command-line flags (defined only when run as a program)."""
-  flags.DEFINE_string('compilation_cache', None,
-                      "XLA compilation cache folder ('' = off; default "
-                      "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
+  flags.DEFINE_string('model', None, 'A model file, a shipped model name or a workdir.')
   flags.DEFINE_string('workdir', None, 'Training workdir holding the checkpoints.')
   flags.DEFINE_string('input', None, 'An image file or a folder of images.')
   flags.DEFINE_string('output', None, 'Output folder.')
-  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
-  flags.DEFINE_string('threshold', 'otsu', "'otsu', '0.5' or any float in (0, 1).")
-  flags.DEFINE_enum('tta', None, sorted(tta_lib.MODES),
-                    "Test-time augmentation: mirrors, or mirrors x one-pixel shifts "
-                    "(default: the run's eval.tta).")
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number (--workdir).")
+  flags.DEFINE_string('threshold', None, "'otsu', '0.5' or any float in (0, 1) "
+                      "(default: the model's, usually per-image Otsu).")
+  flags.DEFINE_float('spacing_um', None, "The images' pixel spacing in micrometres.")
+  flags.DEFINE_float('fov_mm', None, "The images' field of view in mm across their width "
+                     '(e.g. 3 or 6 for OCTA-500); sets the spacing.')
+  flags.DEFINE_string('tta', None, "Test-time augmentation: 'none', 'hflip', 'flips', "
+                      "'flips_shifts' (default: the model's eval.tta).")
+
+
+def cli_main():
+  cli.run(main, define_flags)
 
 
 if __name__ == '__main__':
-  from cosnet_jax import hugepages  # pylint: disable=g-import-not-at-top
-  hugepages.reexec_with_hugepages()  # see cosnet_jax/hugepages.py
-  define_flags()
-  app.run(main)
+  cli_main()

@@ -10,9 +10,9 @@ for _flag in ("--xla_force_host_platform_device_count=4",
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One XLA compilation cache for the session, inherited by the subprocess tests:
+# One XLA compilation cache for the test run, inherited by the subprocess tests:
 # identical programs (the same tiny step built by several tests) compile once.
-# A fresh folder each session unless the caller gives one.
+# A fresh folder each test run unless the caller gives one.
 if "COSNET_COMPILATION_CACHE" not in os.environ:
   import tempfile  # noqa: E402
   os.environ["COSNET_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="cosnet_xla_cache_")
@@ -25,18 +25,18 @@ import pytest  # noqa: E402  (after the XLA flags above)
 
 
 @pytest.fixture(scope='session')
-def tfds_dir(tmp_path_factory):
+def data_cache(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
 
 
 @pytest.fixture(scope='session')
-def tiny_run(tfds_dir, tmp_path_factory):
+def tiny_run(data_cache, tmp_path_factory):
   """One real training run of the tiny config (both stages + final eval),
   shared by the training, evaluation and prediction tests."""
   from cosnet_jax.train import loop  # pylint: disable=g-import-not-at-top
   from tiny_config import tiny_config  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('tiny_run')
-  config = tiny_config(tfds_dir)
+  config = tiny_config(data_cache)
   config.optimizer.learning_rate = 3e-3
   result = loop.train_and_evaluate(config, str(workdir))
   return workdir, result

@@ -1,11 +1,12 @@
-"""TFDS builders: every dataset prepares into a tmp dir and reads back."""
+"""Every dataset layout is read from its files (no TFDS), checked, cached and read back;
+the TFDS reader gives the same arrays; the cache follows the files."""
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cosnet_jax.data import layouts, source, testing
+from cosnet_jax.data import layouts, prepare, source, testing
 from cosnet_jax.data.config import default_data_config
 from cosnet_jax.data.image_io import read_image_u8, read_label
 
@@ -15,14 +16,23 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data 
 
 def _cfg(tmp, name, root=''):
   cfg = default_data_config()
-  cfg.name, cfg.root, cfg.tfds_dir = name, str(root), str(tmp)
+  cfg.name, cfg.root = name, str(root)
+  cfg.cache_dir, cfg.tfds_dir = str(Path(tmp) / 'cache'), str(Path(tmp) / 'tfds')
+  cfg.holdout_fraction = 0.0   # the splits as the files give them (holdout: test_data_folder.py)
   return cfg
 
 
 def _read_all(cfg, split):
-  src = source.data_source(cfg, split)
-  return {(ex['id'].decode() if isinstance(ex['id'], bytes) else ex['id']): ex
-          for ex in (src[i] for i in range(len(src)))}
+  """{id: {'image', 'mask', 'thick', 'thin': uint8 [H, W, 1] (labels 0 / 255)}}."""
+  prep = prepare.prepared(cfg)
+  out = {}
+  for name, pos in source.split_members(cfg, split):
+    raw = prep.splits[name]
+    lab = raw.labels[pos]
+    out[raw.ids[pos]] = {'image': raw.images[pos][..., None],
+                         **{k: (((lab >> b) & 1) * 255).astype(np.uint8)[..., None]
+                            for b, k in enumerate(('mask', 'thick', 'thin'))}}
+  return out
 
 
 def _check_example(ex):
@@ -127,7 +137,7 @@ def test_root_hash_separates_roots(tmp_path):
   cb = _cfg(tmp_path / 'tfds', 'octa_folder', b)
   ea, eb = _read_all(ca, 'train')['train0'], _read_all(cb, 'train')['train0']
   assert not np.array_equal(ea['image'], eb['image'])
-  assert source.get_builder(ca).data_dir != source.get_builder(cb).data_dir
+  assert prepare.fingerprint(ca, prepare.scan(ca)) != prepare.fingerprint(cb, prepare.scan(cb))
 
 
 @needs_shared
@@ -148,9 +158,9 @@ def test_rossa_reads_real_files(tmp_path):
   np.testing.assert_array_equal(ex['image'][..., 0],
                                 read_image_u8(SHARED / 'ROSSA' / 'val' / 'image' / '102.png'))
   # The config default train split 'train' does not exist for ROSSA: clear error.
-  with pytest.raises(ValueError, match=r"'train' is not in dataset 'rossa'.*train_manual"):
-    source.data_source(cfg, 'train')
-  assert len(source.data_source(cfg, 'train_manual+val')) == 5
+  with pytest.raises(ValueError, match=r"Split 'train' .*not in the dataset.*train_manual"):
+    source.split_num_examples(cfg, 'train')
+  assert source.split_num_examples(cfg, 'train_manual+val') == 5
 
 
 @needs_shared
@@ -209,7 +219,48 @@ def test_split_expressions_count_and_load_their_examples(tmp_path):
   assert source.split_num_examples(cfg, 'extra', missing_ok=True) == 0
   with pytest.raises(DataError, match="'extra'"):
     source.split_num_examples(cfg, 'extra')
-  # The first 2 examples in the prepared (TFDS-shuffled) order, each once.
+  # The first 2 examples in the dataset's order, each once.
   part = source.load_split(cfg, 'train[:2]')
   whole = source.load_split(cfg, 'train')
   assert part.ids == whole.ids[:2] and len(set(part.ids)) == 2
+
+
+def test_editing_a_file_refreshes_the_cache(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root = testing.write_flat(str(tmp_path / 'data'), splits=(('train', 3),), size=32)
+  cfg = _cfg(tmp_path, 'octa_folder', root)
+  before = _read_all(cfg, 'train')['train1']['mask'][..., 0]
+  assert before.any()
+  cache = sorted(os.listdir(tmp_path / 'cache'))
+  # A new process (the in-memory copy forgotten) with the label edited:
+  # every vessel pixel set to 0.
+  source.clear_caches()
+  label = os.path.join(root, 'train', 'label', 'train1.png')
+  Image.fromarray(np.zeros_like(before)).save(label)
+  os.utime(label, ns=(os.stat(label).st_atime_ns, os.stat(label).st_mtime_ns + 10**9))
+  after = _read_all(cfg, 'train')['train1']['mask'][..., 0]
+  assert not after.any()
+  # The entry of the old contents was replaced, not kept beside the new one.
+  new_cache = sorted(os.listdir(tmp_path / 'cache'))
+  assert len([c for c in new_cache if c.endswith('.npz')]) == 1 and new_cache != cache
+  # Adding a file is seen too.
+  source.clear_caches()
+  Image.fromarray(np.full((32, 32), 9, np.uint8)).save(os.path.join(root, 'train', 'image', 'x.png'))
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(os.path.join(root, 'train', 'label', 'x.png'))
+  assert 'x' in _read_all(cfg, 'train')
+
+
+def test_tfds_reader_gives_the_files_readers_arrays(tmp_path):
+  pytest.importorskip('tensorflow_datasets')
+  root = testing.write_flat(str(tmp_path / 'data'), splits=(('train', 3), ('val', 2)), size=40,
+                            thick_thin=True)
+  files = _cfg(tmp_path / 'f', 'octa_folder', root)
+  tfds_cfg = _cfg(tmp_path / 't', 'octa_folder', root)
+  tfds_cfg.reader = 'tfds'
+  for split in ('train', 'val'):
+    a, b = _read_all(files, split), _read_all(tfds_cfg, split)
+    assert sorted(a) == sorted(b)
+    for k in a:
+      for field in ('image', 'mask', 'thick', 'thin'):
+        np.testing.assert_array_equal(a[k][field], b[k][field])
+  assert prepare.prepared(tfds_cfg).has_thick_thin

@@ -1,18 +1,19 @@
-"""Bad input gets a clear error naming the folder / file."""
+"""Bad input gets a clear error naming the folder / file; every problem at once."""
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cosnet_jax.data import (DataError, DatasetNotFoundError, ImageReadError, LabelValueError,
-                             PairingError, ShapeMismatchError, source, testing)
+from cosnet_jax.data import (DataError, DataIntegrityError, DatasetNotFoundError, prepare,
+                             source, testing)
 from cosnet_jax.data.config import default_data_config
 
 
 def _cfg(tmp_path, name, root):
   cfg = default_data_config()
-  cfg.update(name=name, root=str(root), tfds_dir=str(tmp_path / 'tfds'))
+  cfg.update(name=name, root=str(root), cache_dir=str(tmp_path / "cache"),
+             holdout_fraction=0.0)
   return cfg
 
 
@@ -47,17 +48,17 @@ def test_wrong_layout_names_expected_folder(tmp_path):
 def test_unpaired_files(tmp_path):
   root = _flat(tmp_path)
   os.remove(os.path.join(root, 'train', 'label', 'train1.png'))
-  with pytest.raises(PairingError, match=r'image without mask label: .*train/image/train1\.png'):
+  with pytest.raises(DataIntegrityError, match=r'image without mask label: .*train/image/train1\.png'):
     source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
   os.remove(os.path.join(root, 'train', 'image', 'train1.png'))
   Image.fromarray(np.zeros((32, 32), np.uint8)).save(
       os.path.join(root, 'train', 'label', 'orphan.png'))
-  with pytest.raises(PairingError, match=r'label without image: .*label/orphan\.png'):
+  with pytest.raises(DataIntegrityError, match=r'label without image: .*label/orphan\.png'):
     source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
   os.remove(os.path.join(root, 'train', 'label', 'orphan.png'))
   Image.fromarray(np.zeros((32, 32), np.uint8)).save(
       os.path.join(root, 'train', 'image', 'train0.bmp'))
-  with pytest.raises(PairingError, match=r'same id .train0.'):
+  with pytest.raises(DataIntegrityError, match=r'same id .train0.'):
     source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
 
 
@@ -73,14 +74,15 @@ def test_corrupt_file_is_named(tmp_path):
   p = os.path.join(root, 'train', 'image', 'train2.png')
   data = open(p, 'rb').read()
   open(p, 'wb').write(data[: len(data) // 2])
-  with pytest.raises(ImageReadError, match=r'train/image/train2\.png'):
+  with pytest.raises(DataIntegrityError, match=r'train/image/train2\.png'):
     source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
 
 
 def test_size_mismatch_names_both(tmp_path):
   root = _flat(tmp_path)
   Image.fromarray(np.zeros((30, 32), np.uint8)).save(os.path.join(root, 'train', 'label', 'train0.png'))
-  with pytest.raises(ShapeMismatchError, match=r'image/train0\.png is 32x32 but label .*label/train0\.png is 30x32'):
+  with pytest.raises(DataIntegrityError,
+                     match=r'label/train0\.png: label is 30x32 but image .*image/train0\.png is 32x32'):
     source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
 
 
@@ -89,7 +91,7 @@ def test_non_binary_label_names_values(tmp_path):
   lab = np.zeros((32, 32), np.uint8)
   lab[3, 3], lab[4, 4] = 7, 255
   Image.fromarray(lab).save(os.path.join(root, 'train', 'label', 'train1.png'))
-  with pytest.raises(LabelValueError, match=r'train1\.png is not binary: found values \[0, 7, 255\]'):
+  with pytest.raises(DataIntegrityError, match=r'train1\.png is not binary: found values \[0, 7, 255\]'):
     source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
 
 
@@ -101,8 +103,8 @@ def test_16bit_and_rgb_images_are_converted(tmp_path):
   rgb[..., 1] = 100
   Image.fromarray(rgb).save(os.path.join(root, 'train', 'image', 'train1.png'))
   cfg = _cfg(tmp_path, 'octa_folder', root)
-  src = source.data_source(cfg, 'train')
-  got = {src[i]['id'].decode(): src[i]['image'][..., 0] for i in range(len(src))}
+  raw = prepare.prepared(cfg).splits['train']
+  got = dict(zip(raw.ids, raw.images))
   np.testing.assert_array_equal(
       got['train0'], np.rint(a16.astype(np.float32) / 65535 * 255).astype(np.uint8))
   np.testing.assert_array_equal(got['train1'], np.full((32, 32), round(0.587 * 100), np.uint8))
@@ -115,3 +117,21 @@ def test_bad_names(tmp_path):
     source.dataset_info(_cfg(tmp_path, 'rose1', tmp_path))
   with pytest.raises(DataError, match=r'no configs'):
     source.dataset_info(_cfg(tmp_path, 'rose2/x', tmp_path))
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+  root = testing.write_flat(str(tmp_path / 'data'), splits=(('train', 4), ('test', 2)), size=32)
+  os.remove(os.path.join(root, 'train', 'label', 'train1.png'))          # unpaired
+  p = os.path.join(root, 'train', 'image', 'train2.png')                  # truncated
+  open(p, 'wb').write(open(p, 'rb').read()[:40])
+  lab = np.zeros((32, 32), np.uint8)
+  lab[0, 0] = 3
+  Image.fromarray(lab).save(os.path.join(root, 'test', 'label', 'test0.png'))  # not binary
+  with pytest.raises(DataIntegrityError) as e:
+    source.dataset_info(_cfg(tmp_path, 'octa_folder', root))
+  text = str(e.value)
+  assert text.startswith('3 problem(s)')
+  for part in ('train/image/train1.png', 'train/image/train2.png', 'test/label/test0.png'):
+    assert part in text
+  assert not os.path.exists(tmp_path / 'cache') or not any(
+      f.endswith('.npz') for f in os.listdir(tmp_path / 'cache'))

@@ -15,7 +15,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 @pytest.fixture(scope='module')
 def syn_cfg(tmp_path_factory):
   cfg = default_data_config()
-  cfg.tfds_dir = str(tmp_path_factory.mktemp('tfds'))
+  cfg.cache_dir = str(tmp_path_factory.mktemp('tfds'))
   cfg.synthetic.update(num_train=10, num_val=5, num_test=2, size=80, seed=1)
   cfg.crop_size = 48
   cfg.pad_multiple = 16
@@ -202,7 +202,7 @@ def test_eval_image_equals_preprocess_of_file(tmp_path):
     os.symlink(SHARED / 'OCTA500_3M' / 'test' / kind / '10451.bmp',
                root / 'test' / kind / '10451.bmp')
   cfg = default_data_config()
-  cfg.update(name='octa_folder', root=str(root), tfds_dir=str(tmp_path / 'tfds'))
+  cfg.update(name='octa_folder', root=str(root), cache_dir=str(tmp_path / "cache"))
   b = next(make_eval_batches(cfg, 'test', batch_size=4))
   assert b['id'][0] == '10451' and b['image'].shape[1:3] == (320, 320)
   ref = preprocess(load_image(SHARED / 'OCTA500_3M' / 'test' / 'image' / '10451.bmp'), cfg)

@@ -8,11 +8,11 @@ import numpy as np
 import optax
 import pytest
 
+from cosnet_jax import sharding
 from cosnet_jax.evaluation import inference
 from cosnet_jax.train import config_checks
 from cosnet_jax.train import loop
 from cosnet_jax.train import state as state_lib
-from cosnet_jax.train.checkpoint import StageCheckpoints
 from tiny_config import tiny_config
 
 
@@ -47,20 +47,19 @@ def test_bad_decay_is_named():
     state_lib._ema_init(config.optimizer, {'w': jnp.zeros(2)})
 
 
-def test_stage1_validates_saves_and_predicts_with_the_average(tfds_dir, tmp_path):
+def test_stage1_validates_saves_and_predicts_with_the_average(data_cache, tmp_path):
   # The loop's wiring without compiling a train step (the jitted step's use of
   # update_ema ran in the ema_0.99 experiment): a stage-1 state with an
   # average that differs from its params is validated, saved as best and
   # loaded for inference with the average; resuming with it off is refused.
-  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.train import steps as steps_lib  # pylint: disable=g-import-not-at-top
-  config = tiny_config(tfds_dir)
+  config = tiny_config(data_cache)
   config.optimizer.ema_decay = 0.5
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  config_checks.check_resume_compatible(config, workdir)     # writes config.json
-  mesh = steps_lib.make_mesh()
-  _, stage = loop.build_stage1(config, workdir, mesh, data_lib.dataset_info(config.data))
+  plan = loop.startup(config)
+  loop._write_run_files(config, workdir, plan)   # pylint: disable=protected-access
+  mesh = sharding.make_mesh()
+  _, stage = loop.build_stage1(config, workdir, mesh, plan)
   state = stage.state
   assert state.ema_params is not None
   state = state.replace(ema_params=jax.tree.map(lambda p: p + 1.0, state.params))

@@ -14,7 +14,8 @@ from PIL import Image
 
 from cosnet_jax import evaluate, predict
 from cosnet_jax.data import testing as data_testing
-from cosnet_jax.evaluation import inference
+from cosnet_jax.errors import ConfigError
+from cosnet_jax.evaluation import evaluate_split, inference, trained as trained_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -115,11 +116,13 @@ def test_flip_tta_in_evaluate_and_segmenter(tiny_run, tmp_path):
   workdir, _ = tiny_run
   folder = data_testing.write_flat(str(tmp_path / 'folder'), splits=(('test', 2),), size=48)
   kw = dict(dataset='octa_folder', data_root=folder, checkpoint='latest')
-  plain = evaluate.predict_splits(workdir, ['test'], **kw)
-  flips = evaluate.predict_splits(workdir, ['test'], tta='flips', **kw)
+  trained = trained_lib.from_workdir(workdir, 'latest')
+  data_cfg = evaluate_split.dataset_config(trained, 'octa_folder', folder)
+  plain = evaluate_split.predict(trained, data_cfg, 'test')
+  flips = evaluate_split.predict(trained, data_cfg, 'test', tta='flips')
   assert plain['tta'] == 'none' and flips['tta'] == 'flips'
   seg = inference.Segmenter.from_workdir(workdir, 'latest', tta='flips')
-  for p, f in zip(plain['results']['test'], flips['results']['test']):
+  for p, f in zip(plain['results'], flips['results']):
     assert not np.allclose(p['refined'], f['refined'], atol=1e-6)  # it did something
     # The same mirrors through the numpy-in / numpy-out path give the same map.
     raw = np.asarray(Image.open(pathlib.Path(folder) / 'test' / 'image' / f"{f['id']}.png"))
@@ -127,14 +130,14 @@ def test_flip_tta_in_evaluate_and_segmenter(tiny_run, tmp_path):
   out = evaluate.run(workdir, split='test', tta='flips', overlays=False, **kw)
   assert out['tta'] == 'flips'
   assert pathlib.Path(out['out_dir']).name == 'octa_folder-test-tta_flips'
-  with pytest.raises(ValueError, match="tta='rot90'"):
-    evaluate.predict_splits(workdir, ['test'], tta='rot90', **kw)
+  with pytest.raises(ConfigError, match="tta='rot90'"):
+    evaluate_split.predict(trained, data_cfg, 'test', tta='rot90')
 
 
-def test_bad_eval_tta_fails_before_training(tfds_dir, tmp_path):
+def test_bad_eval_tta_fails_before_training(data_cache, tmp_path):
   from cosnet_jax.train import config_checks, loop  # pylint: disable=g-import-not-at-top
   from tiny_config import tiny_config  # pylint: disable=g-import-not-at-top
-  config = tiny_config(tfds_dir)
+  config = tiny_config(data_cache)
   config.eval.tta = 'mirror'
   with pytest.raises(config_checks.ConfigError, match="config.eval.tta='mirror'"):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))

@@ -12,7 +12,7 @@ import pytest
 from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
-from cosnet_jax import models
+from cosnet_jax import models, platform
 from cosnet_jax.models.cosnet import encoder_from_spec
 from cosnet_jax.models.decoder import ResidualConvBlock, UpConv2x2
 from cosnet_jax.models.heads import ProjectionHead
@@ -269,19 +269,22 @@ def _data_mesh():
 def test_every_batchnorm_is_synchronised_over_axis_name():
   """Tracing the data-parallel training forward: one psum over 'data' per BN layer.
 
-  The two BN layers of each fused projection head share one psum (its Gram
-  matrix and mean; models/heads.py), so the two heads make 2 of the 4.
+  With the CPU formulation the two BN layers of each fused projection head
+  share one psum (its Gram matrix and mean; models/heads.py), so the two
+  heads make 2 of the 4.
   """
-  model = _model(axis_name='data')
   variables = _abstract_init(_model(), (1, 64, 64, 1))
   num_bn = len(jax.tree.leaves(variables['batch_stats'])) // 2
-  fn = jax.shard_map(
-      lambda v, x: model.apply(v, x, train=True, with_embeddings=True,
-                               mutable=['batch_stats']),
-      mesh=_data_mesh(), in_specs=(P(), P('data')), out_specs=(P('data'), P()))
-  jaxpr = str(jax.make_jaxpr(fn)(variables, jax.ShapeDtypeStruct((8, 32, 32, 1), jnp.float32)))
   assert num_bn == 54
-  assert len(re.findall(r"psum\w*\[axes=\('data',\)", jaxpr)) == num_bn - 2
+  for form, expected in ((platform.REFERENCE, num_bn), (platform.CPU, num_bn - 2)):
+    model = models.build_cosnet(models.default_model_config('cosnet_tiny'), axis_name='data',
+                                formulation=form)
+    fn = jax.shard_map(
+        lambda v, x: model.apply(v, x, train=True, with_embeddings=True,
+                                 mutable=['batch_stats']),
+        mesh=_data_mesh(), in_specs=(P(), P('data')), out_specs=(P('data'), P()))
+    jaxpr = str(jax.make_jaxpr(fn)(variables, jax.ShapeDtypeStruct((8, 32, 32, 1), jnp.float32)))
+    assert len(re.findall(r"psum\w*\[axes=\('data',\)", jaxpr)) == expected
 
 
 class _BlocksForBN(nn.Module):
@@ -396,14 +399,17 @@ def test_refiner_rejects_mismatched_inputs(refiner_setup):
 # ---- conv implementations and the summary command ---------------------------------------
 
 
-@pytest.mark.parametrize('dense_width', [0, 4])
+@pytest.mark.parametrize('formulation', ['reference', 'slices', 'dense'])
 @pytest.mark.parametrize('kernel, groups, stride', [(3, 4, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
-def test_conv_matches_flax_conv(kernel, groups, stride, dense_width, monkeypatch):
-  """Grouped (sliced, or block-diagonal dense for narrow groups) and 1x1 (matmul)
-  convs == nn.Conv with the same variables."""
+def test_conv_matches_flax_conv(kernel, groups, stride, formulation):
+  """Grouped (native, sliced, or block-diagonal dense for narrow groups) and 1x1
+  (matmul) convs == nn.Conv with the same variables."""
   from cosnet_jax.models import conv_bn
-  monkeypatch.setattr(conv_bn, 'DENSE_GROUP_WIDTH', dense_width)
-  layer = conv_bn.conv(16, kernel, stride=stride, groups=groups, use_bias=True)
+  form = {'reference': platform.REFERENCE,
+          'slices': platform.Formulation(grouped_conv='slices', dense_group_width=0),
+          'dense': platform.CPU}[formulation]
+  layer = conv_bn.conv(16, kernel, stride=stride, groups=groups, use_bias=True,
+                       formulation=form)
   pad = kernel // 2
   ref = nn.Conv(16, (kernel, kernel), strides=stride, padding=((pad, pad), (pad, pad)),
                 feature_group_count=groups)
@@ -416,25 +422,26 @@ def test_conv_matches_flax_conv(kernel, groups, stride, dense_width, monkeypatch
   # The formulation shows in the lowered HLO: one convolution, or one per group.
   text = jax.jit(layer.apply).lower(variables, x).as_text()
   if groups > 1:
-    assert text.count('convolution(') == (1 if 8 // groups <= dense_width else groups)
+    one = form.grouped_conv == 'native' or 8 // groups <= form.dense_group_width
+    assert text.count('convolution(') == (1 if one else groups)
 
 
 def test_reference_formulation_counts_the_grouped_multiply_adds():
   """XLA's cost analysis of a narrow grouped conv counts the block-diagonal
-  dense conv's zeros unless reference_formulation() is on (benchmark MFU, summary)."""
+  dense conv's zeros in the CPU formulation, not in the reference one (the
+  model's FLOPs: benchmark MFU, summary)."""
   from cosnet_jax.models import conv_bn
-  layer = conv_bn.conv(16, 3, groups=4)
   x = jax.ShapeDtypeStruct((1, 8, 8, 16), jnp.float32)
-  variables = jax.eval_shape(lambda x: layer.init(KEY, x), x)
-  flops = lambda: jax.jit(lambda v, x: layer.apply(v, x)).lower(variables, x).cost_analysis()['flops']
+
+  def flops(form):
+    layer = conv_bn.conv(16, 3, groups=4, formulation=form)
+    variables = jax.eval_shape(lambda x: layer.init(KEY, x), x)
+    return jax.jit(lambda v, x: layer.apply(v, x)).lower(variables, x).cost_analysis()['flops']
   # 2 x outputs x taps x 4 input channels, taps inside the zero padding not
   # counted by XLA: (22 / 24)^2 of 9 on an 8 x 8 image.
   grouped = 2 * 8 * 8 * 16 * 9 * 4 * (22 / 24) ** 2
-  assert conv_bn.DENSE_GROUP_WIDTH >= 4
-  assert flops() == pytest.approx(4 * grouped, rel=0.02)
-  with conv_bn.reference_formulation():
-    assert flops() == pytest.approx(grouped, rel=0.02)
-  assert conv_bn.DENSE_GROUP_WIDTH >= 4
+  assert flops(platform.CPU) == pytest.approx(4 * grouped, rel=0.02)
+  assert flops(platform.REFERENCE) == pytest.approx(grouped, rel=0.02)
 
 
 def test_summary_figures():

@@ -22,9 +22,9 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _cmd(workdir, tfds_dir, extra=()):
+def _cmd(workdir, data_cache, extra=()):
   return [sys.executable, '-m', 'cosnet_jax.main', f'--config={CONFIG}',
-          f'--workdir={workdir}', f'--config.data.tfds_dir={tfds_dir}', *extra]
+          f'--workdir={workdir}', f'--config.data.cache_dir={data_cache}', *extra]
 
 
 def _env(devices):
@@ -43,23 +43,23 @@ def _losses(workdir):
           for h in map(json.loads, lines) if 'loss' in h]
 
 
-def _one_process_reference(workdir, tfds_dir):
+def _one_process_reference(workdir, data_cache):
   """tiny_main_config in this process (4 devices): tiny_run's compiled step."""
   from cosnet_jax.train import loop  # pylint: disable=g-import-not-at-top
   spec = importlib.util.spec_from_file_location('tiny_main_config', CONFIG)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  config.data.tfds_dir = str(tfds_dir)
+  config.data.cache_dir = str(data_cache)
   with pytest.raises(loop.RunSliceDone):
     loop.train_and_evaluate(config, str(workdir))
 
 
-def test_two_processes_match_one_process(tmp_path, tfds_dir):
-  _one_process_reference(tmp_path / 'one', tfds_dir)
+def test_two_processes_match_one_process(tmp_path, data_cache):
+  _one_process_reference(tmp_path / 'one', data_cache)
   port = _free_port()
   procs = [subprocess.Popen(
-      _cmd(tmp_path / 'two', tfds_dir,
+      _cmd(tmp_path / 'two', data_cache,
            [f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
             f'--process_id={i}']),
       env=_env(2), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

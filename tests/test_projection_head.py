@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from cosnet_jax.models import conv_bn
 from cosnet_jax.models.heads import ProjectionHead
 
 KEY = jax.random.PRNGKey(0)
@@ -114,13 +113,8 @@ def test_bfloat16_heads_run_the_layers(setup):
   np.testing.assert_array_equal(out, ref)
 
 
-def test_environment_switch_and_reference_formulation(monkeypatch):
-  monkeypatch.setenv('COSNET_FUSED_PROJECTION', '0')
-  assert conv_bn._fused_projection_default() is False
-  monkeypatch.setenv('COSNET_FUSED_PROJECTION', 'yes')
-  with pytest.raises(ValueError, match='COSNET_FUSED_PROJECTION'):
-    conv_bn._fused_projection_default()
-  assert conv_bn.FUSED_PROJECTION
-  with conv_bn.reference_formulation():   # FLOP counting: the layers
-    assert not conv_bn.FUSED_PROJECTION and conv_bn.DENSE_GROUP_WIDTH == 0
-  assert conv_bn.FUSED_PROJECTION
+def test_formulation_decides_the_default():
+  from cosnet_jax import platform  # pylint: disable=g-import-not-at-top
+  assert ProjectionHead(8).fused is None
+  assert ProjectionHead(8, formulation=platform.CPU).formulation.fused_projection
+  assert not ProjectionHead(8).formulation.fused_projection

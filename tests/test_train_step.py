@@ -10,8 +10,9 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from cosnet_jax import sharding
 from cosnet_jax import contrast as contrast_lib
-from cosnet_jax import models
+from cosnet_jax import models, platform
 from cosnet_jax.train import state as state_lib
 from cosnet_jax.train import steps as steps_lib
 from cosnet_jax.train import loop
@@ -53,7 +54,7 @@ def init_state(config, mesh, model, num_steps=10, tx=None):
   The init is compiled once per optimizer and kept on the host: the variables
   do not depend on the device count or the contrast weight.
   """
-  return steps_lib.replicate(_host_init(config, model, num_steps, tx), mesh)
+  return sharding.replicate(_host_init(config, model, num_steps, tx), mesh)
 
 
 _INITS = {}
@@ -62,11 +63,11 @@ _INITS = {}
 def _host_init(config, model, num_steps, tx):
   key = (id(tx), num_steps, config.model.name, config.contrast.queue_len)
   if key not in _INITS:
-    mesh = steps_lib.make_mesh(jax.devices()[:1])
+    mesh = sharding.make_mesh(jax.devices()[:1])
     create = lambda r: state_lib.create_train_state(r, model, config, (SIZE, SIZE),
                                                     num_steps, tx=tx)
-    state = models.init_fast(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
-                             jax.random.PRNGKey(0))
+    state = models.compile_init(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
+                                jax.random.PRNGKey(0))(jax.random.PRNGKey(0))
     _INITS[key] = jax.device_get(state)
   return _INITS[key]
 
@@ -77,11 +78,11 @@ TINY_RUN_STEPS = 6   # tests/tiny_config.py's train.num_steps (the lr schedule)
 def _contrast_setup():
   """tiny_run's config, compiled step and initial state (4 devices, contrast on).
 
-  Same config, mesh and schedule as the session's tiny_run, so loop's caches
+  Same config, mesh and schedule as the test run's tiny_run, so loop's caches
   hand back the functions it compiled.
   """
   config = tiny_config(0.05)
-  mesh = steps_lib.make_mesh()
+  mesh = sharding.make_mesh()
   model, _, step, _ = loop._stage1_fns(config, mesh, TINY_RUN_STEPS)
   return config, mesh, model, step
 
@@ -93,8 +94,8 @@ def _contrast_state(config, mesh):
 @functools.lru_cache(maxsize=None)
 def _setup(ndev, weight):
   config = tiny_config(weight)
-  mesh = steps_lib.make_mesh(jax.devices()[:ndev])
-  model = models.build_cosnet(config.model, axis_name=steps_lib.AXIS)
+  mesh = sharding.make_mesh(jax.devices()[:ndev])
+  model = models.build_cosnet(config.model, axis_name=sharding.AXIS)
   return config, mesh, model, steps_lib.build_train_step(model, config, mesh)
 
 
@@ -104,7 +105,7 @@ def run_steps(ndev, weight, n=2, tx=None):
   state = init_state(config, mesh, model, tx=tx)
   states, metrics = [], []
   for i in range(n):
-    state, m = step(state, steps_lib.shard_batch(make_batch(i), mesh))
+    state, m = step(state, sharding.shard_batch(make_batch(i), mesh))
     metrics.append(jax.device_get(m))
     states.append(jax.device_get(state))
   return states, metrics
@@ -117,7 +118,7 @@ def test_banks_and_params_identical_on_every_replica():
   init_queue = np.asarray(state.bank_thick.segment_queue)
   metrics = []
   for i in range(2):
-    state, m = step(state, steps_lib.shard_batch(make_batch(i), mesh))
+    state, m = step(state, sharding.shard_batch(make_batch(i), mesh))
     metrics.append(jax.device_get(m))
   assert all(m['finite'] == 1 for m in metrics)
   assert metrics[-1]['anchors_thick'] > 0
@@ -174,11 +175,11 @@ def test_contrast_term_is_independent_of_device_count(in_batch):
   def per_device(e, p, t, v, bank):
     keys = steps_lib._image_keys(jax.random.PRNGKey(7), e.shape[0])
     part, n = steps_lib._branch_contrast(e, p, t, v, bank, keys, ccfg)
-    return jax.lax.psum(part, steps_lib.AXIS), n
+    return jax.lax.psum(part, sharding.AXIS), n
 
   out = {}
   for ndev in (1, 4):
-    mesh = steps_lib.make_mesh(jax.devices()[:ndev])
+    mesh = sharding.make_mesh(jax.devices()[:ndev])
     f = jax.jit(jax.shard_map(per_device, mesh=mesh,
                               in_specs=(P('data'),) * 4 + (P(),),
                               out_specs=(P(), P()), check_vma=False))
@@ -193,7 +194,7 @@ def test_non_finite_loss_leaves_state_unchanged():
   before = jax.device_get(state)
   bad = make_batch()
   bad['image'][0, 0, 0, 0] = np.nan
-  new, m = step(state, steps_lib.shard_batch(bad, mesh))
+  new, m = step(state, sharding.shard_batch(bad, mesh))
   assert float(m['finite']) == 0.0
   after = jax.device_get(new)
   for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
@@ -208,10 +209,10 @@ def test_refine_step_trains_only_the_refiner():
   refiner, tx, step, _ = loop._stage2_fns(config, mesh, config.refine.num_steps, model)
   create = lambda r: state_lib.create_refine_state(r, refiner, config, (SIZE, SIZE),
                                                    config.refine.num_steps, tx)
-  rstate = models.init_fast(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
-                            jax.random.PRNGKey(2))
+  rstate = models.compile_init(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
+                               jax.random.PRNGKey(2))(jax.random.PRNGKey(2))
   params_before = jax.device_get(rstate.params)
-  rstate, m = step(rstate, stage1, steps_lib.shard_batch(make_batch(), mesh))
+  rstate, m = step(rstate, stage1, sharding.shard_batch(make_batch(), mesh))
   assert np.isfinite(float(m['loss']))
   changed = [not np.allclose(a, b) for a, b in zip(
       jax.tree.leaves(params_before), jax.tree.leaves(jax.device_get(rstate.params)))]
@@ -224,46 +225,36 @@ def test_refine_step_trains_only_the_refiner():
   assert n_opt <= 2 * n_refiner + 10
 
 
-def test_cpu_conv_kernels_give_the_same_step(monkeypatch):
+def _one_step_per_platform(settings, weight, hlo_op):
+  """One SGD step from the same state under each `config.platform` setting.
+
+  settings: {name: {platform field: value}}. Returns {name: (metrics, params,
+  batch_stats)} and {name: count of `hlo_op` in the lowered step} (to check
+  that each formulation was traced).
+  """
+  out, counts = {}, {}
+  for name, fields in settings.items():
+    config = tiny_config(weight)
+    config.platform.update(fields)
+    mesh = sharding.make_mesh()
+    form = platform.formulation(config.platform, sharding.backend(mesh))
+    model = models.build_cosnet(config.model, axis_name=sharding.AXIS, formulation=form)
+    step = steps_lib.build_train_step(model, config, mesh)
+    # The step applies the state's apply_fn: this formulation's model.
+    state = init_state(config, mesh, model, tx=_SGD).replace(apply_fn=model.apply)
+    batch = sharding.shard_batch(make_batch(0), mesh)
+    counts[name] = step.lower(state, batch).as_text().count(hlo_op)
+    state, m = step(state, batch)
+    out[name] = jax.device_get((m, state.params, state.batch_stats))
+  return out, counts
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='XLA:CPU options')
+def test_cpu_conv_kernels_give_the_same_step():
   """The CPU compiler options (convolutions on XLA's own kernels, not
   YNNPACK) change the speed, not the step: same loss, gradient and update."""
-  from cosnet_jax.models import fast_conv
-  if fast_conv.xla_compiler_options('cpu') is None or jax.default_backend() != 'cpu':
-    pytest.skip('XLA:CPU without the YNN fusion option')
-  config, mesh, model, fast_step = _setup(4, 0.0)
-  monkeypatch.setenv(fast_conv.ENV_SWITCH, 'ynnpack')
-  default_step = steps_lib.build_train_step(model, config, mesh)
-  monkeypatch.delenv(fast_conv.ENV_SWITCH)
-  out = {}
-  for name, step in (('fast', fast_step), ('default', default_step)):
-    state = init_state(config, mesh, model, tx=_SGD)
-    state, m = step(state, steps_lib.shard_batch(make_batch(0), mesh))
-    out[name] = jax.device_get((m, state.params, state.batch_stats))
-  (m, params, stats), (m_ref, params_ref, stats_ref) = out['fast'], out['default']
-  np.testing.assert_allclose(m['loss'], m_ref['loss'], rtol=1e-5)
-  np.testing.assert_allclose(m['grad_norm'], m_ref['grad_norm'], rtol=1e-3)
-  for a, b in zip(jax.tree.leaves((params, stats)), jax.tree.leaves((params_ref, stats_ref))):
-    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
-
-
-def _one_step_per_formulation(monkeypatch, attr, values, weight, hlo_op):
-  """One SGD step from the same state with conv_bn.<attr> set to each of `values`.
-
-  Returns {value: (metrics, params, batch_stats)} and {value: count of `hlo_op`
-  in the lowered step} (to check that each formulation was traced).
-  """
-  from cosnet_jax.models import conv_bn
-  out, counts = {}, {}
-  for value in values:
-    monkeypatch.setattr(conv_bn, attr, value)
-    config, mesh, model, _ = _setup(4, weight)
-    step = steps_lib.build_train_step(model, config, mesh)   # traced under `value`
-    state = init_state(config, mesh, model, tx=_SGD)
-    batch = steps_lib.shard_batch(make_batch(0), mesh)
-    counts[value] = step.lower(state, batch).as_text().count(hlo_op)
-    state, m = step(state, batch)
-    out[value] = jax.device_get((m, state.params, state.batch_stats))
-  return out, counts
+  out, _ = _one_step_per_platform({'auto': {}, 'off': {'xla_options': 'off'}}, 0.0, 'x')
+  _assert_same_step(out['auto'], out['off'])
 
 
 def _assert_same_step(a, b, metric_keys=('loss',)):
@@ -275,27 +266,40 @@ def _assert_same_step(a, b, metric_keys=('loss',)):
     np.testing.assert_allclose(u, v, atol=1e-5, rtol=1e-4)
 
 
-def test_dense_grouped_convs_give_the_same_step(monkeypatch):
-  """Narrow grouped convs as one block-diagonal dense conv (conv_bn.DENSE_GROUP_WIDTH,
-  for XLA:CPU speed) change the formulation, not the step: same loss, gradient
-  and update as per-group slices."""
-  from cosnet_jax.models import conv_bn
-  dense = conv_bn.DENSE_GROUP_WIDTH
-  out, n_convs = _one_step_per_formulation(monkeypatch, 'DENSE_GROUP_WIDTH', (dense, 0),
-                                           0.0, 'stablehlo.convolution')
-  assert n_convs[dense] < n_convs[0], n_convs   # the dense path ran
-  _assert_same_step(out[dense], out[0])
+def test_dense_grouped_convs_give_the_same_step():
+  """Narrow grouped convs as one block-diagonal dense conv (platform.dense_group_width,
+  for XLA:CPU speed) and per-group slices change the formulation, not the step:
+  same loss, gradient and update as lax's grouped conv."""
+  out, n_convs = _one_step_per_platform({
+      'dense': {'grouped_conv': 'slices', 'dense_group_width': 4},
+      'slices': {'grouped_conv': 'slices', 'dense_group_width': 0},
+      'native': {'grouped_conv': 'native'}}, 0.0, 'stablehlo.convolution')
+  assert n_convs['dense'] < n_convs['slices'], n_convs   # the dense path ran
+  assert n_convs['native'] < n_convs['slices'], n_convs
+  _assert_same_step(out['dense'], out['slices'])
+  _assert_same_step(out['native'], out['slices'])
 
 
-def test_fused_projection_heads_give_the_same_step(monkeypatch):
-  """The training-mode projection heads as one matmul (conv_bn.FUSED_PROJECTION,
+def test_fused_projection_heads_give_the_same_step():
+  """The training-mode projection heads as one matmul (platform.fused_projection,
   models/heads.py) change the formulation, not the step: same loss, gradient,
   update and BN statistics as conv -> BN -> conv -> BN -> conv, with the
   contrastive loss on (so the embeddings reach the loss)."""
-  out, n_dots = _one_step_per_formulation(monkeypatch, 'FUSED_PROJECTION', (True, False),
-                                          0.5, 'stablehlo.dot_general')
-  assert n_dots[True] != n_dots[False], n_dots   # the fused path ran
-  m = out[True][0]
+  out, n_dots = _one_step_per_platform({'on': {'fused_projection': 'on'},
+                                        'off': {'fused_projection': 'off'}},
+                                       0.5, 'stablehlo.dot_general')
+  assert n_dots['on'] != n_dots['off'], n_dots   # the fused path ran
+  m = out['on'][0]
   assert float(m['contrast_thick']) > 0 and float(m['contrast_thin']) > 0
-  _assert_same_step(out[True], out[False], ('loss', 'seg_thick', 'seg_thin',
+  _assert_same_step(out['on'], out['off'], ('loss', 'seg_thick', 'seg_thin',
                                             'contrast_thick', 'contrast_thin'))
+
+
+def test_strided_max_pool_gives_the_same_step():
+  """The stem's max pool as nine strided maxima (platform.max_pool='strided') and as
+  reduce_window give the same step."""
+  out, n_rw = _one_step_per_platform({'strided': {'max_pool': 'strided'},
+                                      'rw': {'max_pool': 'reduce_window'}}, 0.0,
+                                     'reduce_window')
+  assert n_rw['strided'] < n_rw['rw'], n_rw
+  _assert_same_step(out['strided'], out['rw'])

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cosnet_jax import sharding
 from cosnet_jax.data import config as data_config
 from cosnet_jax.data import testing as data_testing
 from cosnet_jax.evaluation import runner
 from cosnet_jax.evaluation import tta
-from cosnet_jax.train import steps as steps_lib
 
 
 def _ramp_predict(image):
@@ -91,8 +91,8 @@ def test_predict_split_averages_mirrors_of_padded_images(tmp_path):
     path = tmp_path / 'data' / 'test' / sub / 'test1.png'
     Image.fromarray(np.asarray(Image.open(path))[:40, :45]).save(path)
   cfg = data_config.default_data_config()
-  cfg.name, cfg.root, cfg.tfds_dir = 'octa_folder', root, str(tmp_path / 'tfds')
-  mesh = steps_lib.make_mesh(jax.local_devices())
+  cfg.name, cfg.root, cfg.cache_dir = 'octa_folder', root, str(tmp_path / 'tfds')
+  mesh = sharding.make_mesh(jax.local_devices())
   h_ramp = jnp.arange(64, dtype=jnp.float32)
   step = jax.jit(lambda batch: {'coarse': batch['image'] * (1.0 + h_ramp[:, None, None]
                                                             + 2.0 * h_ramp[None, :, None])})

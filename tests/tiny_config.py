@@ -1,15 +1,15 @@
 """A config small enough to compile and run the real loop in tests."""
 
 from cosnet_jax.models.config import default_model_config
-from cosnet_jax.train.config import base_config
+from cosnet_jax.config import base_config
 
 
-def tiny_config(tfds_dir: str, *, steps: int = 6, refine_steps: int = 2):
+def tiny_config(data_cache: str, *, steps: int = 6, refine_steps: int = 2):
   c = base_config()
   c.seed = 0
   c.model = default_model_config('cosnet_tiny')
   c.data.name = 'synthetic_octa'
-  c.data.tfds_dir = tfds_dir
+  c.data.cache_dir = data_cache
   c.data.synthetic.num_train = 8
   c.data.synthetic.num_val = 4
   c.data.synthetic.num_test = 4

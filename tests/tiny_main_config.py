@@ -1,7 +1,7 @@
 """tiny_config as a config file for `python -m cosnet_jax.main` in tests.
 
 The schedule and optimizer are tiny_run's (6 steps, lr 3e-3), so an
-in-process run of this config reuses the train step the session compiled for
+in-process run of this config reuses the train step the test run compiled for
 tiny_run; `max_steps_per_run` stops it after 3 steps (exit status 0). No
 validation split and no stage 2: these runs only compare training steps.
 """

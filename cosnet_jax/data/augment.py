@@ -1,18 +1,27 @@
 """Joint image / label augmentation as one affine resampling (numpy).
 
 An output pixel (i, j) of a crop of size (ch, cw) samples the source at
-    [sy, sx] = centre + R(angle) @ diag(fy, fx) @ [i - (ch-1)/2, j - (cw-1)/2]
-with fy, fx = +-1 (flips). The image is sampled bilinearly, the labels with
+    [sy, sx] = centre + R(angle) @ diag(fy, fx) @ [i - (ch-1)/2, j - (cw-1)/2] / scale
+with fy, fx = +-1 (flips) and `scale` the isotropic resampling factor (> 1
+enlarges: the dataset's spacing over the model's, times a random factor in
+`data.scale_range`). The image is sampled bilinearly, the labels with
 nearest neighbour, both through the same coordinates, so they stay aligned.
 ``valid`` is 1 where the nearest source pixel lies inside the image and the
 output pixel lies inside the crop; elsewhere image, labels and valid are 0.
 Output arrays have size ``out_hw`` >= the crop (the extra rows / columns at the
 bottom / right are padding, valid = 0).
+
+After the resampling, `intensity` applies the scanner-like augmentations of
+`data.augment` (gamma, blur, speckle noise, stripes) to the image only. Every
+draw is made from the example's generator in a fixed order, and a setting
+that is off draws nothing, so switching one off reproduces the streams of a
+config without it.
 """
 import dataclasses
 import math
 
 import numpy as np
+from scipy import ndimage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +34,7 @@ class AugParams:
   flip_x: bool
   contrast: float  # image * contrast + brightness
   brightness: float
+  scale: float = 1.0  # isotropic resampling factor (> 1 enlarges)
 
 
 def crop_hw(src_hw, crop_size: int) -> tuple[int, int]:
@@ -33,17 +43,25 @@ def crop_hw(src_hw, crop_size: int) -> tuple[int, int]:
 
 
 def sample_params(rng: np.random.Generator, src_hw, crop: tuple[int, int],
-                  vessel_index: np.ndarray, data_cfg) -> AugParams:
+                  vessel_index: np.ndarray, data_cfg, scale: float = 1.0) -> AugParams:
   """Draws one example's augmentation.
 
   The crop is uniform over the positions inside the image, except that with
   probability ``crop_vessel_prob`` it is centred (as far as it fits) on a
   vessel pixel drawn uniformly from ``vessel_index`` (flat indices of mask
-  pixels). A crop larger than the image is centred on it.
+  pixels). A crop larger than the image is centred on it. `scale` is the
+  fixed resampling factor of the dataset (spacing); a random factor from
+  `data.scale_range` multiplies it.
   """
   h, w = src_hw
-  ch, cw = crop
   u = rng.uniform(size=8)
+  lo, hi = (float(v) for v in data_cfg.get('scale_range', (1.0, 1.0)))
+  if (lo, hi) != (1.0, 1.0):
+    if not 0 < lo <= hi:
+      raise ValueError(f'config.data.scale_range=({lo}, {hi}): expected 0 < lo <= hi')
+    scale *= math.exp(math.log(lo) + rng.uniform() * (math.log(hi) - math.log(lo)))
+  # The crop's extent in source pixels.
+  ch, cw = (int(round(c / scale)) for c in crop) if scale != 1.0 else crop
   if ch < h or cw < w:
     if len(vessel_index) and u[0] < data_cfg.crop_vessel_prob:
       v = int(vessel_index[min(int(u[1] * len(vessel_index)), len(vessel_index) - 1)])
@@ -65,7 +83,8 @@ def sample_params(rng: np.random.Generator, src_hw, crop: tuple[int, int],
   flip_x = bool(data_cfg.flip) and u[5] < 0.5
   j = float(data_cfg.intensity_jitter)
   return AugParams(top=top, left=left, angle=angle, flip_y=flip_y, flip_x=flip_x,
-                   contrast=1.0 + (2 * u[6] - 1) * j, brightness=(2 * u[7] - 1) * j)
+                   contrast=1.0 + (2 * u[6] - 1) * j, brightness=(2 * u[7] - 1) * j,
+                   scale=float(scale))
 
 
 def source_coords(params: AugParams, crop: tuple[int, int], out_hw: tuple[int, int]):
@@ -82,8 +101,14 @@ def source_coords(params: AugParams, crop: tuple[int, int], out_hw: tuple[int, i
     u = -u
   if params.flip_x:
     v = -v
-  cy = params.top + (ch - 1) / 2
-  cx = params.left + (cw - 1) / 2
+  if params.scale != 1.0:
+    u = u / np.float32(params.scale)
+    v = v / np.float32(params.scale)
+  # The window's centre in the source (its extent there is crop / scale).
+  sch, scw = ((int(round(c / params.scale)) for c in crop) if params.scale != 1.0
+              else (ch, cw))
+  cy = params.top + (sch - 1) / 2
+  cx = params.left + (scw - 1) / 2
   c, s = math.cos(params.angle), math.sin(params.angle)
   if params.angle == 0.0:
     sy = np.broadcast_to((cy + u)[:, None], (oh, ow))
@@ -138,8 +163,41 @@ def warp(image_u8: np.ndarray, labels: np.ndarray, params: AugParams,
   return (value * validf).astype(np.float32), out_labels, validf
 
 
-def augment(image_u8, labels, vessel_index, rng, data_cfg, out_hw):
-  """Random crop / rotation / flips / intensity jitter of one example (see warp)."""
+def intensity(value: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
+              aug_cfg) -> np.ndarray:
+  """Scanner-like augmentations of an image float32 [h, w] in [0, 1] (module doc).
+
+  `valid` float32 [h, w] marks the image's pixels; the result is 0 elsewhere.
+  """
+  if aug_cfg is None:
+    return value
+  out = value
+  gamma = float(aug_cfg.gamma)
+  if gamma > 0:
+    out = np.power(np.clip(out, 0, 1), np.float32(math.exp(rng.uniform(-gamma, gamma))))
+  if float(aug_cfg.blur_prob) > 0 and rng.uniform() < float(aug_cfg.blur_prob):
+    lo, hi = aug_cfg.blur_sigma
+    out = ndimage.gaussian_filter(out, float(rng.uniform(lo, hi)), mode='nearest')
+  if float(aug_cfg.noise_prob) > 0 and rng.uniform() < float(aug_cfg.noise_prob):
+    lo, hi = aug_cfg.noise_std
+    std = np.float32(rng.uniform(lo, hi))
+    out = out * (1 + std * rng.standard_normal(out.shape).astype(np.float32))
+  if float(aug_cfg.stripes_prob) > 0 and rng.uniform() < float(aug_cfg.stripes_prob):
+    h = out.shape[0]
+    out = np.array(out, np.float32)
+    for _ in range(int(rng.integers(1, int(aug_cfg.stripes_max) + 1))):
+      row, rows = int(rng.integers(0, h)), int(rng.integers(1, 5))
+      out[row:row + rows] = out[row:row + rows] + np.float32(rng.uniform(-0.3, 0.3))
+  if out is value:
+    return value
+  return (np.clip(out, 0, 1) * valid).astype(np.float32)
+
+
+def augment(image_u8, labels, vessel_index, rng, data_cfg, out_hw, scale: float = 1.0):
+  """Random crop / scale / rotation / flips / intensity of one example (see warp)."""
   crop = crop_hw(image_u8.shape, data_cfg.crop_size)
-  params = sample_params(rng, image_u8.shape, crop, vessel_index, data_cfg)
-  return warp(image_u8, labels, params, crop, out_hw)
+  if data_cfg.crop_size <= 0 and scale != 1.0:   # the whole image, resampled
+    crop = tuple(int(round(c * scale)) for c in crop)
+  params = sample_params(rng, image_u8.shape, crop, vessel_index, data_cfg, scale)
+  value, out_labels, valid = warp(image_u8, labels, params, crop, out_hw)
+  return intensity(value, valid, rng, data_cfg.get('augment')), out_labels, valid

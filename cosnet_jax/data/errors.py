@@ -1,7 +1,8 @@
 """Exceptions raised by the data layer; every message names the offending file or folder."""
+from cosnet_jax.errors import UserError
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Base class of all data-layer errors."""
 
 
@@ -23,3 +24,7 @@ class LabelValueError(DataError):
 
 class ShapeMismatchError(DataError):
   """An image and its label(s) differ in size."""
+
+
+class DataIntegrityError(DataError):
+  """One or more image / label pairs failed the integrity check (all are listed)."""

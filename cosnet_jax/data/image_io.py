@@ -14,6 +14,8 @@ CLAHE works on.
 """
 import io
 import os
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -59,7 +61,9 @@ def _raw_array(path) -> np.ndarray:
       raise ImageReadError(f'{path}: unsupported image mode {mode!r}')
   except DataError:
     raise
-  except Exception as e:  # PIL raises many types for corrupt / truncated files.
+  # What PIL raises for missing, truncated, corrupt or foreign files.
+  except (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError,
+          struct.error, zlib.error, Image.DecompressionBombError) as e:
     raise ImageReadError(
         f'Cannot read image {path} (corrupt, truncated or not an image): '
         f'{type(e).__name__}: {e}') from e
@@ -123,7 +127,7 @@ def image_size(path) -> tuple[int, int]:
   try:
     with Image.open(os.fspath(path)) as im:
       w, h = im.size
-  except Exception as e:
+  except (OSError, ValueError, SyntaxError, EOFError, struct.error) as e:
     raise ImageReadError(
         f'Cannot read image {os.fspath(path)} (corrupt, truncated or not an '
         f'image): {type(e).__name__}: {e}') from e

@@ -46,7 +46,8 @@ are absent are skipped)."""
 
 FOLDER_INSTRUCTIONS = """\
 octa_folder reads any folder laid out as {split}/{image,label}/<id>.<ext>
-(optional {split}/thick/ and {split}/thin/ for two-branch labels); set
+(optional {split}/thick/ and {split}/thin/ for two-branch labels), or a single
+pair of folders image/ and label/ (read as the split 'train'); set
 config.data.root to it. Images and labels are paired by file name (stem)."""
 
 OCTA500_SPLITS = {
@@ -76,13 +77,17 @@ def natural_key(s: str):
 
 
 def _missing(folder: str, what: str, instructions: str) -> DatasetNotFoundError:
-  return DatasetNotFoundError(
-      f'Expected {what} at {folder!r}, but it does not exist or holds no image '
-      f'({", ".join(IMAGE_EXTENSIONS)}).\n{instructions}')
+  if not os.path.isdir(folder):
+    state = 'it does not exist'
+  elif not os.listdir(folder):
+    state = 'the folder is empty'
+  else:
+    state = f'it holds no image file ({", ".join(IMAGE_EXTENSIONS)})'
+  return DatasetNotFoundError(f'Expected {what} at {folder!r}, but {state}.\n{instructions}')
 
 
-def list_images(folder: str, instructions: str = '', what: str = 'an image folder'
-                ) -> dict[str, str]:
+def list_images(folder: str, instructions: str = '', what: str = 'an image folder',
+                problems: Optional[list] = None) -> dict[str, str]:
   """{stem: path} of the image files in ``folder`` (not recursive).
 
   Raises:
@@ -98,7 +103,11 @@ def list_images(folder: str, instructions: str = '', what: str = 'an image folde
       continue
     path = os.path.join(folder, name)
     if stem in out:
-      raise PairingError(f'Two files with the same id {stem!r}: {out[stem]} and {path}')
+      message = f'Two files with the same id {stem!r}: {out[stem]} and {path}'
+      if problems is None:
+        raise PairingError(message)
+      problems.append(message)
+      continue
     out[stem] = path
   if not out:
     raise _missing(folder, what, instructions)
@@ -112,8 +121,8 @@ def _match_label(stem: str, labels: dict[str, str]) -> Optional[str]:
   return None
 
 
-def pair_by_stem(image_dir: str, label_dirs: dict[str, str], instructions: str = ''
-                 ) -> list[ExampleFiles]:
+def pair_by_stem(image_dir: str, label_dirs: dict[str, str], instructions: str = '',
+                 problems: Optional[list] = None) -> list[ExampleFiles]:
   """Pairs images with labels by file stem.
 
   Args:
@@ -126,12 +135,13 @@ def pair_by_stem(image_dir: str, label_dirs: dict[str, str], instructions: str =
 
   Raises:
     PairingError: naming every image without a label and every label without
-      an image (up to 10 of each).
+      an image (up to 20), unless `problems` is a list: then each problem is
+      appended to it and the paired examples are returned.
   """
-  images = list_images(image_dir, instructions, 'the image folder')
-  found = {k: list_images(d, instructions, f'the {k} label folder')
+  images = list_images(image_dir, instructions, 'the image folder', problems)
+  found = {k: list_images(d, instructions, f'the {k} label folder', problems)
            for k, d in label_dirs.items()}
-  problems = []
+  found_problems = []
   pairs = {}
   used = {k: set() for k in found}
   for stem, path in images.items():
@@ -139,23 +149,27 @@ def pair_by_stem(image_dir: str, label_dirs: dict[str, str], instructions: str =
     for k, labels in found.items():
       key = _match_label(stem, labels)
       if key is None:
-        problems.append(f'image without {k} label: {path} (no {stem}.* in '
-                        f'{label_dirs[k]})')
+        found_problems.append(f'image without {k} label: {path} (no {stem}.* in '
+                              f'{label_dirs[k]})')
       else:
         entry[k] = labels[key]
         used[k].add(key)
     pairs[stem] = entry
   for k, labels in found.items():
     for key in sorted(set(labels) - used[k], key=natural_key):
-      problems.append(f'{k} label without image: {labels[key]} (no {key}.* in '
-                      f'{image_dir})')
-  if problems:
-    shown = '\n  '.join(problems[:20])
-    more = f'\n  ... and {len(problems) - 20} more' if len(problems) > 20 else ''
-    raise PairingError(f'Unpaired files ({len(problems)}):\n  {shown}{more}')
+      found_problems.append(f'{k} label without image: {labels[key]} (no {key}.* in '
+                            f'{image_dir})')
+  if found_problems and problems is None:
+    shown = '\n  '.join(found_problems[:20])
+    more = f'\n  ... and {len(found_problems) - 20} more' if len(found_problems) > 20 else ''
+    raise PairingError(f'Unpaired files ({len(found_problems)}) in {image_dir}:\n  '
+                       f'{shown}{more}')
+  if problems is not None:
+    problems.extend(found_problems)
   return [ExampleFiles(id=stem, image=images[stem], mask=pairs[stem]['mask'],
                        thick=pairs[stem].get('thick'), thin=pairs[stem].get('thin'))
-          for stem in sorted(images, key=natural_key)]
+          for stem in sorted(images, key=natural_key)
+          if all(k in pairs[stem] for k in found)]
 
 
 def _require_root(root: str, instructions: str) -> str:
@@ -174,9 +188,10 @@ def _require_root(root: str, instructions: str) -> str:
 
 
 def scan_flat(root: str, splits: Optional[tuple[str, ...]] = None,
-              instructions: str = FOLDER_INSTRUCTIONS, optional_splits: bool = True
-              ) -> dict[str, list[ExampleFiles]]:
-  """Flat layout ``{split}/{image,label}[/thick,/thin]``.
+              instructions: str = FOLDER_INSTRUCTIONS, optional_splits: bool = True,
+              problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
+  """Flat layout ``{split}/{image,label}[/thick,/thin]``, or one pair of
+  folders ``{image,label}`` at the root (read as the split 'train').
 
   Args:
     root: dataset folder.
@@ -185,6 +200,10 @@ def scan_flat(root: str, splits: Optional[tuple[str, ...]] = None,
     optional_splits: if False, every listed split must exist.
   """
   root = _require_root(root, instructions)
+  if splits is None and os.path.isdir(os.path.join(root, 'image')):
+    dirs = {'mask': os.path.join(root, 'label')}
+    return {'train': pair_by_stem(os.path.join(root, 'image'), dirs, instructions,
+                                  problems)}
   if splits is None:
     names = sorted(d for d in os.listdir(root)
                    if os.path.isdir(os.path.join(root, d, 'image')))
@@ -202,7 +221,7 @@ def scan_flat(root: str, splits: Optional[tuple[str, ...]] = None,
     if os.path.isdir(os.path.join(base, 'thick')) or os.path.isdir(os.path.join(base, 'thin')):
       dirs['thick'] = os.path.join(base, 'thick')
       dirs['thin'] = os.path.join(base, 'thin')
-    out[split] = pair_by_stem(os.path.join(base, 'image'), dirs, instructions)
+    out[split] = pair_by_stem(os.path.join(base, 'image'), dirs, instructions, problems)
   return out
 
 
@@ -213,8 +232,8 @@ def _first_dir(*candidates: str) -> Optional[str]:
   return None
 
 
-def scan_octa500(root: str, fov: str, projection: str, label: str
-                 ) -> dict[str, list[ExampleFiles]]:
+def scan_octa500(root: str, fov: str, projection: str, label: str,
+                 problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
   """OCTA-500 in the original release layout, or the flat layout.
 
   Args:
@@ -230,7 +249,8 @@ def scan_octa500(root: str, fov: str, projection: str, label: str
   """
   root = _require_root(root, OCTA500_INSTRUCTIONS)
   if os.path.isdir(os.path.join(root, 'train', 'image')):
-    return scan_flat(root, ('train', 'val', 'test'), OCTA500_INSTRUCTIONS)
+    return scan_flat(root, ('train', 'val', 'test'), OCTA500_INSTRUCTIONS,
+                     problems=problems)
   sub = f'OCTA_{fov.upper()}'
   base = os.path.join(root, sub)
   if not os.path.isdir(base) and os.path.basename(os.path.normpath(root)) == sub:
@@ -247,7 +267,7 @@ def scan_octa500(root: str, fov: str, projection: str, label: str
                          os.path.join(base, 'GroundTruth', label))
   if label_dir is None:
     label_dir = os.path.join(base, label)
-  files = pair_by_stem(proj_dir, {'mask': label_dir}, OCTA500_INSTRUCTIONS)
+  files = pair_by_stem(proj_dir, {'mask': label_dir}, OCTA500_INSTRUCTIONS, problems)
   out = {}
   ranges = OCTA500_SPLITS[fov.lower()]
   unknown = []
@@ -261,7 +281,10 @@ def scan_octa500(root: str, fov: str, projection: str, label: str
       unknown.append(ex.image)
     else:
       out.setdefault(split, []).append(ex)
-  if unknown:
+  if unknown and problems is not None:
+    problems.extend(f'not an OCTA-500 {fov.upper()} subject id ({ranges["train"][0]}-'
+                    f'{ranges["test"][1]}): {path}' for path in unknown)
+  elif unknown:
     raise PairingError(
         f'OCTA-500 {fov.upper()} files whose name is not a subject id of that '
         f'field of view ({ranges["train"][0]}-{ranges["test"][1]}): '
@@ -290,7 +313,8 @@ def _rose_dir(root: str, name: str, marker: str) -> str:
       + ROSE_INSTRUCTIONS)
 
 
-def scan_rose1(root: str, layer: str) -> dict[str, list[ExampleFiles]]:
+def scan_rose1(root: str, layer: str, problems: Optional[list] = None
+               ) -> dict[str, list[ExampleFiles]]:
   """ROSE-1, one layer: 'svc', 'dvc' or 'svc_dvc'.
 
   svc: image SVC/img, mask SVC/gt, thick SVC/thick_gt, thin SVC/thin_gt.
@@ -311,26 +335,28 @@ def scan_rose1(root: str, layer: str) -> dict[str, list[ExampleFiles]]:
       svc = os.path.join(base, 'SVC', split)
       dirs['thick'] = os.path.join(svc, 'thick_gt')
       dirs['thin'] = os.path.join(svc, 'thin_gt')
-    out[split] = pair_by_stem(os.path.join(d, 'img'), dirs, ROSE_INSTRUCTIONS)
+    out[split] = pair_by_stem(os.path.join(d, 'img'), dirs, ROSE_INSTRUCTIONS, problems)
   out['train'], out['val'] = holdout_val(out['train'])
   return {s: out[s] for s in ('train', 'val', 'test')}
 
 
-def scan_rose2(root: str) -> dict[str, list[ExampleFiles]]:
+def scan_rose2(root: str, problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
   """ROSE-2: ROSE-2/{train,test}/{original,gt}; val = hold-out of train."""
   root = _require_root(root, ROSE_INSTRUCTIONS)
   base = _rose_dir(root, 'ROSE-2', 'train')
   out = {split: pair_by_stem(os.path.join(base, split, 'original'),
-                             {'mask': os.path.join(base, split, 'gt')}, ROSE_INSTRUCTIONS)
+                             {'mask': os.path.join(base, split, 'gt')}, ROSE_INSTRUCTIONS,
+                             problems)
          for split in ('train', 'test')}
   out['train'], out['val'] = holdout_val(out['train'])
   return {s: out[s] for s in ('train', 'val', 'test')}
 
 
-def scan_rossa(root: str) -> dict[str, list[ExampleFiles]]:
+def scan_rossa(root: str, problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
   """ROSSA: {train_manual,train_sam,val,test}/{image,label}; absent splits skipped."""
   root = _require_root(root, ROSSA_INSTRUCTIONS)
   if not os.path.isdir(os.path.join(root, 'train_manual')) and os.path.isdir(
       os.path.join(root, 'ROSSA')):
     root = os.path.join(root, 'ROSSA')
-  return scan_flat(root, ('train_manual', 'train_sam', 'val', 'test'), ROSSA_INSTRUCTIONS)
+  return scan_flat(root, ('train_manual', 'train_sam', 'val', 'test'), ROSSA_INSTRUCTIONS,
+                   problems=problems)

@@ -8,7 +8,11 @@ Training stream of process p (of P), local batch b = global_batch_size // P:
     shard[perm_e[q % n_p]];
   * its augmentation is drawn from (seed, k, p * b + j).
 So batch k is a pure function of (seed, k) (and p, P): starting at step k gives
-exactly the batches of an uninterrupted run from step k on. Batches are built
+exactly the batches of an uninterrupted run from step k on.
+
+A mixture of datasets (`data.mix`) draws each slot's dataset with the
+datasets' weights and then an example of it uniformly, both from (seed, k,
+p * b + j): still a pure function of (seed, k). Batches are built
 by a thread pool (``num_workers``) and prefetched by a background thread
 (``prefetch``); neither changes the values.
 """
@@ -59,16 +63,26 @@ def _unpack(labels: np.ndarray) -> dict:
 
 
 class TrainIterator:
-  """Infinite iterator of training batches (see module doc); ``batch(k)`` is pure."""
+  """Infinite iterator of training batches (see module doc); ``batch(k)`` is pure.
 
-  def __init__(self, data_cfg, arrays: source.SplitArrays, *, local_batch_size: int,
+  `mixture`: [(data config, SplitArrays, weight, scale)] of every dataset
+  (default: the one `arrays` of `data_cfg` at scale 1).
+  """
+
+  def __init__(self, data_cfg, arrays: Optional[source.SplitArrays], *, local_batch_size: int,
                seed: int, start_step: int, process_index: int, out_hw: tuple[int, int],
-               rows: Optional[tuple[int, int]] = None):
-    if len(arrays) == 0:
-      raise DataError(f'Process {process_index} has no training example '
-                      f'(split {data_cfg.train_split!r} of {data_cfg.name!r})')
+               rows: Optional[tuple[int, int]] = None, mixture: Optional[list] = None):
+    mixture = mixture or [(data_cfg, arrays, 1.0, 1.0)]
+    for cfg, arr, _, _ in mixture:
+      if len(arr) == 0:
+        raise DataError(f'Process {process_index} has no training example '
+                        f'(split {cfg.train_split!r} of {cfg.name!r})')
+    mixture = [m for m in mixture if m[2] > 0]
     self._cfg = data_cfg
-    self._arrays = arrays
+    self._mixture = mixture
+    self._weights = np.array([m[2] for m in mixture], np.float64)
+    self._weights /= self._weights.sum()
+    self._arrays = mixture[0][1]
     self._b = local_batch_size
     lo, hi = (0, self._b) if rows is None else (int(rows[0]), int(rows[1]))
     if not 0 <= lo < hi <= self._b:
@@ -103,12 +117,21 @@ class TrainIterator:
     q = step * self._b + np.arange(self._b)
     return np.array([self._perm(int(e))[int(r)] for e, r in zip(q // n, q % n)])
 
-  def _one(self, step: int, j: int, i: int):
-    a = self._arrays
+  def draw(self, step: int, j: int) -> tuple[int, int]:
+    """(dataset, example position) of slot j of batch `step`."""
+    if len(self._mixture) == 1:
+      return 0, int(self.example_indices(step)[j])
+    rng = np.random.default_rng(
+        np.random.SeedSequence([self._seed, 3, step, self._p * self._b + j]))
+    d = int(rng.choice(len(self._mixture), p=self._weights))
+    return d, int(rng.integers(len(self._mixture[d][1])))
+
+  def _one(self, step: int, j: int, d: int, i: int):
+    cfg, a, _, scale = self._mixture[d]
     rng = np.random.default_rng(
         np.random.SeedSequence([self._seed, 2, step, self._p * self._b + j]))
     return augment_lib.augment(a.images[i], a.labels[i], a.vessel_index[i], rng,
-                               self._cfg, self.out_hw)
+                               cfg, self.out_hw, scale)
 
   def batch(self, step: int) -> dict:
     """Batch number ``step`` (pure function of seed and step).
@@ -118,8 +141,7 @@ class TrainIterator:
       rows [start, stop) of the b-row batch (r = b unless ``rows`` was given).
     """
     lo, hi = self._rows
-    idx = self.example_indices(step)
-    args = [(step, j, int(idx[j])) for j in range(lo, hi)]
+    args = [(step, j, *self.draw(step, j)) for j in range(lo, hi)]
     if self._pool is not None:
       outs = list(self._pool.map(lambda a: self._one(*a), args))
     else:
@@ -185,7 +207,7 @@ class TrainIterator:
       self._stop.set()
       if self._pool is not None:
         self._pool.shutdown(wait=False)
-    except Exception:  # pylint: disable=broad-except
+    except (AttributeError, RuntimeError):  # half-built, or at interpreter exit
       pass
 
 
@@ -208,13 +230,19 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int, start_st
   Raises:
     ValueError: if global_batch_size is not a multiple of jax.device_count().
   """
+  from cosnet_jax.data import config as config_lib  # pylint: disable=g-import-not-at-top
   p, n_proc = _process(process_index, process_count)
   b = check_batch_size(global_batch_size, n_proc, 'batch size')
-  info = source.dataset_info(data_cfg)
-  arrays = source.load_split(data_cfg, data_cfg.train_split, p, n_proc)
-  return TrainIterator(data_cfg, arrays, local_batch_size=b, seed=seed,
-                       start_step=start_step, process_index=p, out_hw=info['train_size'],
-                       rows=rows)
+  mixture, sizes = [], []
+  for _, cfg in config_lib.sources(data_cfg):
+    info = source.dataset_info(cfg)
+    sizes.append(info['train_size'])
+    mixture.append((cfg, source.load_split(cfg, cfg.train_split, p, n_proc),
+                    float(cfg.weight), info['scale']))
+  out_hw = tuple(max(s[i] for s in sizes) for i in range(2))
+  return TrainIterator(data_cfg, None, local_batch_size=b, seed=seed,
+                       start_step=start_step, process_index=p, out_hw=out_hw,
+                       rows=rows, mixture=mixture)
 
 
 def make_eval_batches(data_cfg, split: str, *, batch_size: int,
@@ -229,14 +257,20 @@ def make_eval_batches(data_cfg, split: str, *, batch_size: int,
   valid = 0 and id ''.
 
   Each batch: 'image', 'mask', 'thick', 'thin', 'valid' float32 [b, H, W, 1],
-  'id' str [b], 'height', 'width' int32 [b] (original size).
+  'id' str [b], 'height', 'width' int32 [b] (size fed to the network),
+  'orig_height', 'orig_width' int32 [b] (size of the file), and 'original'
+  [b] of (image float32 [h, w], mask float32 [h, w]) at the file's size.
+  With a dataset spacing other than the model's (source.scale_factor) the
+  image is resampled (bilinear) to round(h * scale) x round(w * scale) and
+  its mask (nearest) with it; the maps are resampled back before scoring.
   """
   p, n_proc = _process(process_index, process_count)
   b = check_batch_size(batch_size, n_proc, 'eval batch size')
   info = source.dataset_info(data_cfg)
   oh, ow = info['eval_size']
+  scale = info['scale']
   arrays = source.load_split(data_cfg, split, p, n_proc)
-  n_total = len(source.data_source(data_cfg, split))
+  n_total = source.split_num_examples(data_cfg, split)
   per_process = -(-n_total // n_proc)
   n_batches = -(-per_process // b)
 
@@ -248,20 +282,49 @@ def make_eval_batches(data_cfg, split: str, *, batch_size: int,
       ids = np.full((b,), '', dtype=object)
       hs = np.zeros((b,), np.int32)
       ws = np.zeros((b,), np.int32)
+      ohs = np.zeros((b,), np.int32)
+      ows = np.zeros((b,), np.int32)
+      original = [None] * b
       for j in range(b):
         i = k * b + j
         if i >= len(arrays):
           continue
-        img = arrays.images[i]
+        img = arrays.images[i].astype(np.float32) / np.float32(255.0)
+        lab = arrays.labels[i]
+        ohs[j], ows[j] = img.shape
+        original[j] = (img, (lab & 1).astype(np.float32))
+        if scale != 1.0:
+          img = resize(img, scale)
+          lab = resize_nearest(lab, img.shape)
         h, w = img.shape
-        image[j, :h, :w] = img.astype(np.float32) / np.float32(255.0)
-        labels[j, :h, :w] = arrays.labels[i]
+        image[j, :h, :w] = img
+        labels[j, :h, :w] = lab
         valid[j, :h, :w] = 1.0
         ids[j] = arrays.ids[i]
         hs[j], ws[j] = h, w
       out = {'image': image[..., None]}
       out.update(_unpack(labels))
-      out.update(valid=valid[..., None], id=ids.astype(str), height=hs, width=ws)
+      out.update(valid=valid[..., None], id=ids.astype(str), height=hs, width=ws,
+                 orig_height=ohs, orig_width=ows, original=original)
       yield out
 
   return gen()
+
+
+def resize(image: np.ndarray, scale: float | None = None, shape=None) -> np.ndarray:
+  """float32 [h, w] -> bilinear resampling to `shape` or round(h * scale) x round(w * scale)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if shape is None:
+    shape = tuple(max(int(round(s * scale)), 1) for s in image.shape)
+  if tuple(shape) == image.shape:
+    return np.asarray(image, np.float32)
+  im = Image.fromarray(np.asarray(image, np.float32), mode='F')
+  return np.asarray(im.resize((int(shape[1]), int(shape[0])), Image.BILINEAR), np.float32)
+
+
+def resize_nearest(labels: np.ndarray, shape) -> np.ndarray:
+  """Label map [h, w] -> nearest-neighbour resampling to `shape` (pixel centres)."""
+  h, w = labels.shape
+  ys = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
+  xs = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
+  return labels[ys[:, None], xs[None, :]]

@@ -1,191 +1,136 @@
-"""From ``config.data`` to prepared TFDS data and to in-memory, preprocessed examples.
+"""From `config.data` to the splits a run uses, as in-memory, preprocessed examples.
 
-Where prepared data goes:
-  * synthetic_octa: ``tfds_dir`` itself; the config name encodes every
-    generation parameter (counts, size, seed), so other parameters never reuse it.
-  * file datasets: ``tfds_dir/<basename(root)>-<sha1(realpath(root))[:10]>``, so a
-    dataset prepared from another root is never silently reused.
-Preparation is automatic on first use (``download_and_prepare`` with
-``manual_dir = root``) and guarded by a file lock so that concurrent processes
-on one file system prepare once.
-
-``load_split`` decodes one process's shard of a split, applies the
-preprocessing once (CLAHE) and keeps it in a per-run memory cache.
+The dataset comes decoded from prepare.py (cached by content). On top of its
+own splits:
+  * a dataset without the configured `val_split` (an `octa_folder` with only
+    `train/`, or a single image/label pair of folders) gets one held out of
+    its training split: `data.holdout_fraction` of the images, drawn with
+    `data.holdout_seed` (splits.holdout; the ids are written to the workdir);
+  * split expressions ('train+val', 'train[:20]') select examples by position.
+`load_split` applies the preprocessing (CLAHE) once per process and keeps
+the result in memory.
 """
-import contextlib
+from __future__ import annotations
+
 import dataclasses
-import fcntl
-import hashlib
-import logging
-import os
-import re
 import threading
-from typing import Optional
 
 import numpy as np
 
-from cosnet_jax.data.errors import DataError, DatasetNotFoundError
+from cosnet_jax.data import prepare, splits as splits_lib
+from cosnet_jax.data.errors import DataError
 from cosnet_jax.data.preprocess import preprocess_u8
 
-
-def _builders():
-  """The TFDS builders module, imported on first use: code that builds
-  SplitArrays itself (e.g. a bare accelerator machine without
-  tensorflow_datasets) can use the pipeline without it."""
-  from cosnet_jax.data import builders  # pylint: disable=g-import-not-at-top
-  return builders
-
-log = logging.getLogger(__name__)
+parse_name = prepare.parse_name
 
 
-def parse_name(name: str) -> tuple[str, Optional[str]]:
-  """'octa500/3m_ilm_opl_largevessel' -> ('octa500', '3m_ilm_opl_largevessel')."""
-  base, _, config = name.partition('/')
-  if base not in _builders().BUILDERS:
-    raise DataError(f'Unknown dataset {name!r} (config.data.name); known: '
-                    + ', '.join(sorted(_builders().BUILDERS)))
-  return base, (config or None)
+@dataclasses.dataclass
+class Views:
+  """The run's base splits: name -> [(split of the files, position)], and whether
+  the validation split was held out of training."""
+  members: dict
+  held_out: bool
 
 
-def tfds_base_dir(data_cfg) -> str:
-  return os.path.expanduser(data_cfg.tfds_dir or os.path.join('~', 'tensorflow_datasets'))
+def _holdout_needed(data_cfg, prep: prepare.Prepared) -> bool:
+  val = data_cfg.val_split
+  return (bool(val) and float(data_cfg.get('holdout_fraction', 0.0)) > 0
+          and any(name not in prep.splits for name in splits_lib.base_names(val))
+          and 'train' in prep.splits)
 
 
-def _builder_and_dir(data_cfg):
-  """(builder class, config name or object, data_dir) for ``data_cfg``."""
-  base, config = parse_name(data_cfg.name)
-  cls = _builders().BUILDERS[base]
-  tfds_dir = tfds_base_dir(data_cfg)
-  if base == 'synthetic_octa':
-    if config:
-      raise DataError(f'synthetic_octa takes no config ({data_cfg.name!r}); '
-                      'set config.data.synthetic.* instead')
-    s = data_cfg.synthetic
-    cfg_obj = _builders().synthetic_config(s.num_train, s.num_val, s.num_test, s.size, s.seed)
-    registered = cls.builder_configs.get(cfg_obj.name)
-    return cls, (cfg_obj.name if registered is not None else cfg_obj), tfds_dir
-  if cls.BUILDER_CONFIGS:
-    names = [c.name for c in cls.BUILDER_CONFIGS]
-    if config not in names:
-      raise DataError(f'Dataset {base!r} needs a config ({base}/<config>); got '
-                      f'{data_cfg.name!r}. Available: {", ".join(names)}')
-  elif config:
-    raise DataError(f'Dataset {base!r} has no configs; got {data_cfg.name!r}')
-  root = data_cfg.root
-  if not root:
-    raise DatasetNotFoundError(
-        f'config.data.root is empty: {base} needs the downloaded dataset folder.\n'
-        + cls.MANUAL_DOWNLOAD_INSTRUCTIONS)
-  real = os.path.realpath(os.path.expanduser(root))
-  tag = re.sub(r'[^A-Za-z0-9_.-]', '_', os.path.basename(real.rstrip('/')) or 'root')
-  digest = hashlib.sha1(real.encode()).hexdigest()[:10]
-  return cls, config, os.path.join(tfds_dir, f'{tag}-{digest}')
+def views(data_cfg) -> Views:
+  """The base splits of the run (the dataset's, plus a held-out val if needed)."""
+  prep = prepare.prepared(data_cfg)
+  members = {name: [(name, i) for i in range(len(raw))] for name, raw in prep.splits.items()}
+  held = _holdout_needed(data_cfg, prep)
+  if held:
+    val = splits_lib.base_names(data_cfg.val_split)[0]
+    train_pos, val_pos = splits_lib.holdout(prep.splits['train'].ids,
+                                            float(data_cfg.holdout_fraction),
+                                            int(data_cfg.get('holdout_seed', 0)))
+    members['train'] = [('train', i) for i in train_pos]
+    members[val] = [('train', i) for i in val_pos]
+  return Views(members, held)
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+def split_members(data_cfg, split: str) -> list[tuple[str, int]]:
+  """(split of the files, position) of every example of a split expression."""
+  v = views(data_cfg)
+  pairs = splits_lib.resolve(split, {k: len(m) for k, m in v.members.items()})
+  return [v.members[name][pos] for name, pos in pairs]
 
 
-_BUILDERS_CACHE = {}
-_LOCK = threading.Lock()
+def split_ids(data_cfg, split: str) -> list[str]:
+  prep = prepare.prepared(data_cfg)
+  return [prep.splits[s].ids[i] for s, i in split_members(data_cfg, split)]
 
 
-def get_builder(data_cfg):
-  """The prepared TFDS builder for ``data_cfg`` (prepares it on first use)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  cls, config, data_dir = _builder_and_dir(data_cfg)
-  root = data_cfg.root if cls is not _builders().SyntheticOcta else ''
-  key = (cls.name, getattr(config, 'name', config), data_dir)
-  with _LOCK:
-    if key in _BUILDERS_CACHE:
-      return _BUILDERS_CACHE[key]
-    builder = cls(config=config, data_dir=data_dir, file_format='array_record')
-    if not builder.is_prepared():
-      real_root = os.path.realpath(os.path.expanduser(root)) if root else ''
-      if root and not os.path.isdir(real_root):
-        raise DatasetNotFoundError(
-            f'Dataset folder {real_root!r} (config.data.root) does not exist.\n'
-            + cls.MANUAL_DOWNLOAD_INSTRUCTIONS)
-      lock = os.path.join(data_dir, f'.{cls.name}-{key[1] or "default"}.lock')
-      with _file_lock(lock):
-        builder = cls(config=config, data_dir=data_dir, file_format='array_record')
-        if not builder.is_prepared():
-          log.info('Preparing %s into %s', data_cfg.name, data_dir)
-          tfds.disable_progress_bar()
-          dl_config = tfds.download.DownloadConfig(manual_dir=real_root or None)
-          builder.download_and_prepare(download_config=dl_config)
-          builder = cls(config=config, data_dir=data_dir, file_format='array_record')
-    _BUILDERS_CACHE[key] = builder
-    return builder
+def available_splits(data_cfg) -> list[str]:
+  return sorted(views(data_cfg).members)
 
 
-def _split_names(split: str) -> list[str]:
-  """Base split names of a TFDS split expression ('a+b[:10%]' -> ['a', 'b'])."""
-  return [re.split(r'[\[(]', part.strip())[0] for part in split.split('+')]
-
-
-def data_source(data_cfg, split: str):
-  """Random-access source (``tfds`` ArrayRecordDataSource) of ``split``."""
-  builder = get_builder(data_cfg)
-  available = list(builder.info.splits.keys())
-  for s in _split_names(split):
-    if s not in available:
-      raise DataError(f'Split {s!r} is not in dataset {data_cfg.name!r} '
-                      f'(available: {", ".join(sorted(available))})')
-  return builder.as_data_source(split=split)
+def has_split(data_cfg, split: str) -> bool:
+  """Whether every base split of the expression `split` exists (holdout included)."""
+  if not split:
+    return False
+  names = views(data_cfg).members
+  return all(name in names for name in splits_lib.base_names(split))
 
 
 def split_num_examples(data_cfg, split: str, missing_ok: bool = False) -> int:
-  """Examples in a TFDS split expression: 'train', 'train+val', 'train[:20]'.
+  """Examples in a split expression: 'train', 'train+val', 'train[:20]'.
 
-  A plain split name is read from the dataset info; an expression is resolved
-  by TFDS (a slice or a sum of splits). A base split the dataset lacks is a
-  DataError naming it, or 0 with ``missing_ok``.
+  A base split the dataset lacks is a DataError naming it, or 0 with `missing_ok`.
   """
-  splits = get_builder(data_cfg).info.splits
-  if split in splits:
-    return int(splits[split].num_examples)
   try:
-    return len(data_source(data_cfg, split))
+    return len(split_members(data_cfg, split))
   except DataError:
     if missing_ok:
       return 0
     raise
 
 
-def dataset_info(data_cfg) -> dict:
-  """{'num_examples': {split: n}, 'image_size': (H, W), 'has_thick_thin': bool,
-  'train_size': (h, w), 'eval_size': (h, w)}.
-
-  num_examples holds the dataset's own splits; for a split expression of the
-  config ('train[:20]', 'train+val') use split_num_examples.
-
-  image_size is the largest H and W in the dataset; train_size / eval_size are
-  the spatial sizes of train / eval batches (multiples of pad_multiple).
-  """
-  builder = get_builder(data_cfg)
-  meta = builder.info.metadata
-  size = tuple(int(v) for v in meta['image_size'])
-  crop = (data_cfg.crop_size, data_cfg.crop_size) if data_cfg.crop_size > 0 else size
-  return {
-      'num_examples': {k: int(v.num_examples) for k, v in builder.info.splits.items()},
-      'image_size': size,
-      'has_thick_thin': bool(meta['has_thick_thin']),
-      'train_size': tuple(round_up(c, data_cfg.pad_multiple) for c in crop),
-      'eval_size': tuple(round_up(c, data_cfg.pad_multiple) for c in size),
-  }
-
-
 def round_up(n: int, multiple: int) -> int:
   multiple = max(int(multiple), 1)
   return -(-int(n) // multiple) * multiple
+
+
+def scale_factor(data_cfg) -> float:
+  """Resampling factor from the dataset's pixel spacing to the model's.
+
+  data.spacing_um / data.target_spacing_um (> 1: the image is enlarged);
+  1 when either is unset (0).
+  """
+  spacing = float(data_cfg.get('spacing_um', 0.0) or 0.0)
+  target = float(data_cfg.get('target_spacing_um', 0.0) or 0.0)
+  return spacing / target if spacing > 0 and target > 0 else 1.0
+
+
+def dataset_info(data_cfg) -> dict:
+  """{'num_examples': {split: n}, 'image_size': (H, W), 'has_thick_thin': bool,
+  'train_size': (h, w), 'eval_size': (h, w), 'scale': float}.
+
+  num_examples holds the run's base splits (a held-out val included); for a
+  split expression use split_num_examples. image_size is the largest H and
+  W in the dataset; train_size / eval_size are the spatial sizes of train /
+  eval batches (multiples of pad_multiple; eval_size after resampling by
+  `scale`, see scale_factor).
+  """
+  prep = prepare.prepared(data_cfg)
+  v = views(data_cfg)
+  size = prep.image_size
+  f = scale_factor(data_cfg)
+  crop = (data_cfg.crop_size, data_cfg.crop_size) if data_cfg.crop_size > 0 else tuple(
+      int(round(s * f)) for s in size)
+  return {
+      'num_examples': {k: len(m) for k, m in v.members.items()},
+      'image_size': size,
+      'has_thick_thin': prep.has_thick_thin,
+      'train_size': tuple(round_up(c, data_cfg.pad_multiple) for c in crop),
+      'eval_size': tuple(round_up(int(round(s * f)), data_cfg.pad_multiple) for s in size),
+      'scale': f,
+  }
 
 
 @dataclasses.dataclass
@@ -210,38 +155,36 @@ class SplitArrays:
 
 
 def shard_indices(n: int, process_index: int, process_count: int) -> np.ndarray:
-  """Positions of the split that process ``process_index`` reads (strided)."""
+  """Positions of the split that process `process_index` reads (strided)."""
   return np.arange(process_index, n, process_count)
 
 
-_SPLIT_CACHE = {}
+_SPLIT_CACHE: dict = {}
+_LOCK = threading.Lock()
 
 
 def load_split(data_cfg, split: str, process_index: int = 0, process_count: int = 1
                ) -> SplitArrays:
-  """Decodes and preprocesses this process's shard of ``split`` once per run."""
-  cls, config, data_dir = _builder_and_dir(data_cfg)
-  key = (cls.name, getattr(config, 'name', config), data_dir, split, process_index,
-         process_count, bool(data_cfg.clahe), float(data_cfg.clahe_clip_limit),
-         int(data_cfg.clahe_tile_grid))
+  """Preprocesses this process's shard of `split` once per run (memory cache)."""
+  prep = prepare.prepared(data_cfg)
+  key = (data_cfg.name, prep.fingerprint, split, process_index, process_count,
+         bool(data_cfg.clahe), float(data_cfg.clahe_clip_limit),
+         int(data_cfg.clahe_tile_grid), float(data_cfg.get('holdout_fraction', 0.0)),
+         int(data_cfg.get('holdout_seed', 0)), data_cfg.val_split)
   with _LOCK:
     cached = _SPLIT_CACHE.get(key)
   if cached is not None:
     return cached
-  src = data_source(data_cfg, split)
-  idx = shard_indices(len(src), process_index, process_count)
+  members = split_members(data_cfg, split)
+  idx = shard_indices(len(members), process_index, process_count)
   images, labels, vessels, ids = [], [], [], []
   for i in idx.tolist():
-    ex = src[i]
-    image = preprocess_u8(ex['image'][..., 0], data_cfg)
-    mask = ex['mask'][..., 0] > 127
-    packed = (mask.astype(np.uint8) | ((ex['thick'][..., 0] > 127).astype(np.uint8) << 1)
-              | ((ex['thin'][..., 0] > 127).astype(np.uint8) << 2))
-    images.append(image)
-    labels.append(packed)
-    vessels.append(np.flatnonzero(mask).astype(np.int32))
-    ident = ex['id']
-    ids.append(ident.decode() if isinstance(ident, bytes) else str(ident))
+    name, pos = members[i]
+    raw = prep.splits[name]
+    images.append(preprocess_u8(raw.images[pos], data_cfg))
+    labels.append(raw.labels[pos])
+    vessels.append(np.flatnonzero(raw.labels[pos] & 1).astype(np.int32))
+    ids.append(raw.ids[pos])
   out = SplitArrays(images, labels, vessels, ids, idx)
   with _LOCK:
     _SPLIT_CACHE[key] = out
@@ -249,7 +192,7 @@ def load_split(data_cfg, split: str, process_index: int = 0, process_count: int 
 
 
 def clear_caches():
-  """Forgets cached builders and splits (tests)."""
+  """Forgets decoded datasets and preprocessed splits of this process (tests)."""
   with _LOCK:
-    _BUILDERS_CACHE.clear()
     _SPLIT_CACHE.clear()
+  prepare.clear_memory()

@@ -1,112 +1,97 @@
-"""Inference from a training workdir: checkpoints -> probabilities and masks.
+"""Inference on numpy images: a trained model as a function image -> (probabilities, mask).
 
     from cosnet_jax.evaluation.inference import Segmenter
-    seg = Segmenter.from_workdir('runs/quickstart')      # best checkpoints
+    seg = Segmenter.from_pretrained('octa500-3m')        # a shipped model, or a .cosnet file
+    seg = Segmenter.from_workdir('runs/quickstart')      # best checkpoints of a run
     prob, mask = seg(image)       # image: numpy [H, W] or [H, W, 3], any size
-    seg = Segmenter.from_workdir('runs/o3m', tta='flips')  # mean of 4 mirrors
+    prob, mask = seg(image, spacing_um=15.0)   # a 6x6 mm / 400 px scan
+    seg = Segmenter.from_pretrained('octa500-3m', tta='flips')   # mean of 4 mirrors
 
 The image goes through the same preprocessing as in training (intensity
-scaling to [0, 1], CLAHE when the run used it), is padded bottom/right to a
-multiple of 32 (or, above `max_side`, processed in overlapping tiles), and the
-output is cropped back to the input size. With flip test-time augmentation
-(`tta`, see `evaluation.tta`) the whole pipeline after preprocessing runs on
-each mirror of the image and the mirrored-back probabilities are averaged.
+scaling to [0, 1], quantised to 8 bit, CLAHE when the run used it). With a
+spacing (or field of view) of the input and a model that knows its own, the
+image is resampled to the model's spacing and the probabilities back. It is
+padded bottom/right to a multiple of 32 (or, above `max_side`, processed in
+overlapping tiles) and the output is cropped back to the input size. With
+test-time augmentation (`tta`, see `evaluation.tta`) the pipeline after
+preprocessing runs on each mirror / shift and the results are averaged.
 """
+from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from cosnet_jax import data as data_lib
-from cosnet_jax import models
+from cosnet_jax import models, platform
+from cosnet_jax.data import pipeline
+from cosnet_jax.errors import UserError
 from cosnet_jax.evaluation import metrics as metrics_lib
 from cosnet_jax.evaluation import tiling
+from cosnet_jax.evaluation import trained as trained_lib
 from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.models import fast_conv
-from cosnet_jax.train.checkpoint import StageCheckpoints
+from cosnet_jax.evaluation.trained import load_variables  # noqa: F401  (re-exported)
 
 
-class CheckpointNotFoundError(FileNotFoundError):
-  """The workdir has no usable checkpoint (message names the folder)."""
-
-
-def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  path = pathlib.Path(workdir) / 'config.json'
-  if not path.is_file():
-    raise CheckpointNotFoundError(
-        f'{path} not found: {workdir} is not a cosnet_jax training workdir')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
-def _variables(raw: dict) -> dict:
-  """Inference variables of a restored state: its parameter average
-  (`ema_params`, optimizer.ema_decay > 0) where it has one."""
-  params = raw.get('ema_params') or raw['params']
-  return {'params': params, 'batch_stats': raw.get('batch_stats', {})}
-
-
-def load_variables(workdir: str | pathlib.Path, checkpoint: str | int = 'best'
-                   ) -> tuple[dict, dict | None, dict]:
-  """Restores the inference variables of a run.
-
-  With a stage-2 checkpoint, stage 1 is the best stage-1 checkpoint (the one
-  stage 2 was trained on) and `checkpoint` picks the stage-2 one; otherwise
-  `checkpoint` picks the stage-1 one.
-
-  Returns:
-    (stage1 variables, stage2 variables or None, {'stage1': step, 'stage2': step}).
-  """
-  root = pathlib.Path(workdir) / 'checkpoints'
-  if not (root / 'stage1').is_dir():   # checked first: the managers would create it
-    raise CheckpointNotFoundError(f'no checkpoint to load in {root}: no stage1 folder')
-  s1 = StageCheckpoints(root / 'stage1')
-  s2 = StageCheckpoints(root / 'stage2')
-  try:
-    if s2.latest_step() is not None or s2.best.latest_step() is not None:
-      raw1, step1 = s1.restore_raw('best')
-      raw2, step2 = s2.restore_raw(checkpoint)
-      return _variables(raw1), _variables(raw2), {'stage1': step1, 'stage2': step2}
-    raw1, step1 = s1.restore_raw(checkpoint)
-    return _variables(raw1), None, {'stage1': step1, 'stage2': None}
-  except FileNotFoundError as e:
-    raise CheckpointNotFoundError(f'no checkpoint to load in {root}: {e}') from None
-  finally:
-    s1.close()
-    s2.close()
+def input_spacing(width: int, spacing_um: float | None = None,
+                  fov_mm: float | None = None) -> float | None:
+  """The input's pixel spacing (um) from a spacing or a field of view (mm across)."""
+  if spacing_um is not None and fov_mm is not None:
+    raise UserError('give the spacing or the field of view, not both')
+  if spacing_um is not None:
+    if spacing_um <= 0:
+      raise UserError(f'spacing {spacing_um}: expected > 0 micrometres per pixel')
+    return float(spacing_um)
+  if fov_mm is not None:
+    if fov_mm <= 0:
+      raise UserError(f'field of view {fov_mm}: expected > 0 mm')
+    return float(fov_mm) * 1000.0 / width
+  return None
 
 
 class Segmenter:
   """COSNet stage 1 (+ refinement) as a numpy-in / numpy-out function."""
 
-  def __init__(self, config: ml_collections.ConfigDict, stage1_vars: dict,
-               refine_vars: dict | None = None, *, max_side: int = 1024,
-               tile: int = 512, overlap: int = 64, tta: str | None = None):
+  def __init__(self, trained: trained_lib.TrainedModel, *, max_side: int = 1024,
+               tile: int = 512, overlap: int = 64, tta: str | None = None,
+               platform_cfg=None):
+    config = trained.config
+    self.trained = trained
     self.config = config
     self.tta = tta if tta is not None else config.eval.get('tta', 'none')
     tta_lib.check_mode(self.tta, 'tta')
-    self.model = models.build_cosnet(config.model)
+    backend = jax.default_backend()
+    platform_cfg = platform_cfg if platform_cfg is not None else config.get('platform')
+    self.model = models.build_cosnet(config.model,
+                                     formulation=platform.formulation(platform_cfg, backend))
     self.refiner = (models.build_refiner(config.refine.model)
-                    if refine_vars is not None else None)
-    self.stage1_vars = jax.device_put(stage1_vars)
-    self.refine_vars = None if refine_vars is None else jax.device_put(refine_vars)
+                    if trained.stage2 is not None else None)
+    self.stage1_vars = jax.device_put(trained.stage1)
+    self.refine_vars = None if trained.stage2 is None else jax.device_put(trained.stage2)
     self.max_side, self.tile, self.overlap = max_side, tile, overlap
     self.multiple = int(config.data.pad_multiple)
-    self._forward = jax.jit(self._maps,
-                            compiler_options=fast_conv.xla_compiler_options(mode='infer'))
+    self.steps = trained.meta.get('steps')
+    self._forward = jax.jit(self._maps, compiler_options=platform.compiler_options(
+        platform_cfg, backend, 'infer'))
 
   @classmethod
   def from_workdir(cls, workdir: str | pathlib.Path, checkpoint: str | int = 'best',
                    **kwargs) -> 'Segmenter':
-    config = load_run_config(workdir)
-    s1, s2, steps = load_variables(workdir, checkpoint)
-    seg = cls(config, s1, s2, **kwargs)
-    seg.steps = steps
-    return seg
+    """The best (or `checkpoint`) checkpoints of a training workdir."""
+    return cls(trained_lib.from_workdir(workdir, checkpoint), **kwargs)
+
+  @classmethod
+  def from_pretrained(cls, name_or_path: str | pathlib.Path, **kwargs) -> 'Segmenter':
+    """A model file (cosnet-export), a shipped model's name, or a workdir."""
+    return cls(trained_lib.load(name_or_path), **kwargs)
+
+  @property
+  def spacing_um(self) -> float:
+    """The pixel spacing the model was trained at (0 = unknown)."""
+    return self.trained.spacing_um
 
   def _maps(self, s1, s2, image):
     """image [B, H, W, 1] -> dict of [B, H, W, 1] maps."""
@@ -126,10 +111,25 @@ class Segmenter:
     return jax.device_get(self._forward(self.stage1_vars, self.refine_vars,
                                         jnp.asarray(batch, jnp.float32)))
 
-  def probabilities(self, image: Any) -> np.ndarray:
+  def scale_for(self, width: int, spacing_um: float | None = None,
+                fov_mm: float | None = None) -> float:
+    """Resampling factor of an input `width` pixels wide (1 without a spacing)."""
+    spacing = input_spacing(width, spacing_um, fov_mm)
+    if spacing is None:
+      return 1.0
+    if not self.spacing_um:
+      raise UserError(f'{self.trained.source}: the model does not know the spacing it was '
+                      'trained at, so an input spacing cannot be used')
+    return spacing / self.spacing_um
+
+  def probabilities(self, image: Any, *, spacing_um: float | None = None,
+                    fov_mm: float | None = None) -> np.ndarray:
     """Vessel probabilities float32 [H, W] of a raw image (any dtype/size)."""
     img = data_lib.preprocess(as_float_image(image), self.config.data)
-    return tta_lib.average_image(self._probabilities, img, self.tta)
+    scale = self.scale_for(img.shape[1], spacing_um, fov_mm)
+    x = pipeline.resize(img, scale) if scale != 1.0 else img
+    prob = tta_lib.average_image(self._probabilities, x, self.tta)
+    return pipeline.resize(prob, shape=img.shape) if scale != 1.0 else prob
 
   def _probabilities(self, img: np.ndarray) -> np.ndarray:
     """Probabilities [H, W] of a preprocessed float32 image [H, W]."""
@@ -141,11 +141,16 @@ class Segmenter:
     fn = lambda tiles: self.predict_maps(tiles)[self.output_name]
     return tiling.sliding_window(fn, img, self.tile, self.overlap, batch=1)
 
-  def __call__(self, image: Any, *, threshold: str | float = 'otsu'
+  def __call__(self, image: Any, *, threshold: str | float | None = None,
+               spacing_um: float | None = None, fov_mm: float | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (probabilities float32 [H, W], mask bool [H, W])."""
-    prob = self.probabilities(image)
-    mask, _ = metrics_lib.binarize(prob, threshold)
+    """Returns (probabilities float32 [H, W], mask bool [H, W]).
+
+    threshold: 'otsu' (per image), a float, or None for the model's default.
+    """
+    prob = self.probabilities(image, spacing_um=spacing_um, fov_mm=fov_mm)
+    thr = self.config.eval.threshold if threshold is None else threshold
+    mask, _ = metrics_lib.binarize(prob, thr)
     return prob, np.asarray(mask, bool)
 
 
@@ -164,7 +169,7 @@ def as_float_image(image: Any) -> np.ndarray:
   elif a.ndim == 3 and a.shape[-1] == 1:
     a = a[..., 0]
   if a.ndim != 2:
-    raise ValueError(f'expected an image [H, W] or [H, W, 3]; got shape {np.shape(image)}')
+    raise UserError(f'expected an image [H, W] or [H, W, 3]; got shape {np.shape(image)}')
   if a.dtype == np.uint8:
     a = a / 255.0
   elif a.dtype == np.uint16:

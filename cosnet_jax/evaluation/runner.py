@@ -12,15 +12,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from cosnet_jax import data as data_lib
+from cosnet_jax.data import pipeline
 from cosnet_jax.evaluation import metrics as metrics_lib
 from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.train.steps import shard_batch
-
-
-def eval_batch_size(requested: int) -> int:
-  """Rounds a requested eval batch up to a multiple of the device count."""
-  n = jax.device_count()
-  return max(n, -(-requested // n) * n)
+from cosnet_jax.sharding import eval_batch_size, shard_batch  # noqa: F401  (eval_batch_size re-exported)
 
 
 def predict_split(step: Callable, data_cfg, split: str, mesh, *,
@@ -40,7 +35,8 @@ def predict_split(step: Callable, data_cfg, split: str, mesh, *,
       shifted passes, moved back.
   Returns:
     One dict per real image: `id`, `image`, `mask` [h, w] float32, and each
-    requested output [h, w] float32, cropped to the original size.
+    requested output [h, w] float32, cropped (and, where the dataset's spacing
+    differs from the model's, resampled back) to the file's size.
   """
   tta_lib.check_mode(tta)
   pc, pi = jax.process_count(), jax.process_index()
@@ -64,11 +60,10 @@ def predict_split(step: Callable, data_cfg, split: str, mesh, *,
       if not image_id:  # dummy filler example
         continue
       h, w = int(batch['height'][i]), int(batch['width'][i])
-      item = {'id': str(image_id),
-              'image': np.asarray(batch['image'][i, :h, :w, 0], np.float32),
-              'mask': np.asarray(batch['mask'][i, :h, :w, 0], np.float32)}
+      image, mask = batch['original'][i]
+      item = {'id': str(image_id), 'image': image, 'mask': mask}
       for k in outputs:
-        item[k] = out[k][i, :h, :w, 0]
+        item[k] = pipeline.resize(out[k][i, :h, :w, 0], shape=image.shape)
       results.append(item)
   return results
 

@@ -52,9 +52,10 @@ MODES: dict[str, tuple[Pass, ...]] = {
 
 
 def check_mode(mode: str, key: str = 'eval.tta') -> tuple[Pass, ...]:
-  """The passes of `mode`; a ValueError naming `key` for an unknown mode."""
+  """The passes of `mode`; a ConfigError naming `key` for an unknown mode."""
   if mode not in MODES:
-    raise ValueError(f'{key}={mode!r}: expected one of {sorted(MODES)}')
+    from cosnet_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+    raise ConfigError(f'{key}={mode!r}: expected one of {sorted(MODES)}')
   return MODES[mode]
 
 

@@ -1,8 +1,9 @@
 """Conv and BatchNorm layers with the project's conventions.
 
 All convs keep nn.Conv's variables (`kernel` [k, k, C_in/groups, C_out], `bias`),
-whatever computes them: grouped convs run as dense convs on channel slices and
-1x1 convs as matmuls, both much faster on XLA:CPU (see the classes).
+whatever computes them: 1x1 convs run as matmuls (much faster on XLA:CPU) and
+grouped convs as `platform.Formulation` says (dense convs on channel slices
+on CPU).
 
 Convs: NHWC, PyTorch-style symmetric padding k//2 (so that ImageNet weights
 line up exactly; flax 'SAME' pads stride-2 convs asymmetrically), He-normal
@@ -12,8 +13,6 @@ float32 and synchronised over `axis_name` when given (cross-replica BN).
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -21,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cosnet_jax.models.fast_conv import block_diagonal_kernel
+from cosnet_jax.platform import REFERENCE, Formulation
 
 BN_MOMENTUM = 0.9
 BN_EPS = 1e-5
@@ -29,67 +28,32 @@ BN_EPS = 1e-5
 he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
-# Grouped convs with at most this many input channels per group run as ONE
-# dense conv with the equivalent block-diagonal kernel (groups x the
-# multiply-adds, most of them on zeros). Why: XLA:CPU runs a 3x3 conv with 4
-# input channels far below its speed on wider ones (the split-attention convs
-# of the full-resolution decoder blocks, 4 -> 8 channels per group: forward
-# + backward of all four groups at 8 x 96^2, 35 ms as slices, 20 ms dense).
-# From 8 channels per group up the slices are faster. Same function either
-# way (float32 rounding). `reference_formulation()` switches it off, so that XLA's
-# cost analysis counts the model's own FLOPs; COSNET_DENSE_GROUP_WIDTH=0 in
-# the environment switches it off in a process (for A/B timings).
-def _dense_group_width() -> int:
-  text = os.environ.get('COSNET_DENSE_GROUP_WIDTH', '4')
-  try:
-    return int(text)
-  except ValueError:
-    raise ValueError(f'environment COSNET_DENSE_GROUP_WIDTH={text!r}: expected an '
-                     'integer (input channels per group; 0 = never dense)') from None
+def block_diagonal_kernel(kernel: jax.Array, groups: int) -> jax.Array:
+  """Grouped kernel [kh, kw, C_in/g, C_out] -> dense [kh, kw, C_in, C_out].
 
-
-DENSE_GROUP_WIDTH = _dense_group_width()
-
-
-def _fused_projection_default() -> bool:
-  text = os.environ.get('COSNET_FUSED_PROJECTION', '1')
-  if text not in ('0', '1'):
-    raise ValueError(f'environment COSNET_FUSED_PROJECTION={text!r}: expected 0 or 1')
-  return text == '1'
-
-
-# Training-mode projection heads as one matmul instead of conv -> BN -> conv
-# -> BN -> conv (models/heads.py explains). COSNET_FUSED_PROJECTION=0 in the
-# environment switches it off in a process (for A/B timings).
-FUSED_PROJECTION = _fused_projection_default()
-
-
-@contextlib.contextmanager
-def reference_formulation():
-  """Within: the layers as the model defines them, for counting its FLOPs.
-
-  Every grouped conv runs as per-group slices (the block-diagonal dense conv
-  counts multiply-adds on zeros) and the projection heads layer by layer.
+  Input channel g*C_in/g + c feeds output g*C_out/g + o only (lax's grouping:
+  contiguous channel blocks); all other entries are 0.
   """
-  global DENSE_GROUP_WIDTH, FUSED_PROJECTION
-  saved = DENSE_GROUP_WIDTH, FUSED_PROJECTION
-  DENSE_GROUP_WIDTH, FUSED_PROJECTION = 0, False
-  try:
-    yield
-  finally:
-    DENSE_GROUP_WIDTH, FUSED_PROJECTION = saved
+  if groups == 1:
+    return kernel
+  kh, kw, cg, c_out = kernel.shape
+  og = c_out // groups
+  k = kernel.reshape(kh, kw, 1, cg, groups, og)
+  eye = jnp.eye(groups, dtype=kernel.dtype).reshape(1, 1, groups, 1, groups, 1)
+  return (k * eye).reshape(kh, kw, groups * cg, c_out)
 
 
 class GroupedConv(nn.Module):
-  """nn.Conv(feature_group_count=groups) computed as dense convs.
+  """nn.Conv(feature_group_count=groups), computed as `formulation` says.
 
-  Same variables as nn.Conv (`kernel` [k, k, C_in/groups, features], `bias`).
-  XLA:CPU runs grouped convolutions (and their gradients) several times slower
-  than the dense ones (3x3, 16->32 channels, 4x320x320, forward + backward:
-  groups=4 took 10.8 s, four dense slices 1.1 s), so each group is one dense
-  conv on its slice of the channels and the outputs are concatenated; groups
-  of at most DENSE_GROUP_WIDTH input channels run as one block-diagonal
-  dense conv instead (above).
+  Same variables as nn.Conv (`kernel` [k, k, C_in/groups, features], `bias`)
+  in every formulation. 'native': one `lax.conv` with feature_group_count.
+  'slices' (XLA:CPU, which runs grouped convolutions and their gradients
+  several times slower than dense ones: 3x3, 16->32 channels, 4x320x320,
+  forward + backward, groups=4 took 10.8 s, four dense slices 1.1 s): one
+  dense conv per group on its slice of the channels, concatenated; groups of
+  at most `formulation.dense_group_width` input channels run as one dense
+  conv with the block-diagonal kernel instead (platform.py).
   """
   features: int
   kernel: int
@@ -99,6 +63,7 @@ class GroupedConv(nn.Module):
   dtype: Any = jnp.float32
   kernel_init: Any = he_fan_out
   bias_init: Any = nn.initializers.zeros
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -112,7 +77,13 @@ class GroupedConv(nn.Module):
     x = x.astype(self.dtype)
     kernel = kernel.astype(self.dtype)
     ci, co, pad = c_in // g, self.features // g, k // 2
-    if ci <= DENSE_GROUP_WIDTH:
+    f = self.formulation
+    if f.grouped_conv == 'native':
+      y = lax.conv_general_dilated(
+          x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=g)
+      return self._add_bias(y)
+    if ci <= f.dense_group_width:
       y = lax.conv_general_dilated(
           x, block_diagonal_kernel(kernel, g), (self.stride, self.stride),
           ((pad, pad), (pad, pad)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -157,11 +128,15 @@ class PointwiseConv(nn.Module):
 
 def conv(features: int, kernel: int, *, stride: int = 1, groups: int = 1,
          use_bias: bool = False, dtype: Any = jnp.float32, name: str | None = None,
-         kernel_init=he_fan_out, bias_init=nn.initializers.zeros) -> nn.Module:
-  """kxk conv, padding k//2 on every side, kernel [k, k, C_in/groups, features]."""
+         kernel_init=he_fan_out, bias_init=nn.initializers.zeros,
+         formulation: Formulation = REFERENCE) -> nn.Module:
+  """kxk conv, padding k//2 on every side, kernel [k, k, C_in/groups, features].
+
+  `formulation` decides how a grouped conv is computed (GroupedConv).
+  """
   if groups > 1:
     return GroupedConv(features, kernel, stride, groups, use_bias, dtype, kernel_init,
-                       bias_init, name=name)
+                       bias_init, formulation, name=name)
   if kernel == 1 and stride == 1:
     return PointwiseConv(features, use_bias, dtype, kernel_init, bias_init, name=name)
   pad = kernel // 2

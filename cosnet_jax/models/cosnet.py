@@ -12,6 +12,7 @@ from cosnet_jax.models.conv_bn import batch_norm, conv
 from cosnet_jax.models.decoder import ThickDecoder, ThinDecoder
 from cosnet_jax.models.heads import ProjectionHead, SegmentationHead
 from cosnet_jax.models.resnest import ResNeStEncoder
+from cosnet_jax.platform import REFERENCE, Formulation
 
 SIZE_MULTIPLE = 32
 
@@ -49,6 +50,7 @@ class COSNet(nn.Module):
   full_res_width: int = 0   # > 0: full-resolution image skip (not COSNet)
   blur_pool: bool = False   # anti-aliased encoder down-sampling (not COSNet)
   upsample: str = 'transposed'  # decoder up-sampling ('bilinear': not COSNet)
+  formulation: Formulation = REFERENCE  # how layers are computed (platform.py)
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool = False,
@@ -58,7 +60,8 @@ class COSNet(nn.Module):
     x = jnp.concatenate([image] * 3, axis=-1).astype(self.dtype)
     feats = ResNeStEncoder(self.stem_width, tuple(self.stage_widths),
                            tuple(self.stage_blocks), self.radix, remat=self.remat,
-                           blur_pool=self.blur_pool, **kw, name='encoder')(x, train)
+                           blur_pool=self.blur_pool, formulation=self.formulation, **kw,
+                           name='encoder')(x, train)
     full = None
     if self.full_res_width:
       # One 3x3 conv of the grey image at full resolution, shared by both
@@ -68,9 +71,11 @@ class COSNet(nn.Module):
       full = nn.relu(batch_norm(train, axis_name=self.axis_name, dtype=self.dtype,
                                 name='full_res_bn')(full))
     d_thick = ThickDecoder(self.head_width, remat=self.remat, upsample=self.upsample,
-                           **kw, name='decoder_thick')(feats, train, full)
+                           formulation=self.formulation, **kw,
+                           name='decoder_thick')(feats, train, full)
     d_thin = ThinDecoder(self.head_width, remat=self.remat, upsample=self.upsample,
-                         **kw, name='decoder_thin')(feats, train, full)
+                         formulation=self.formulation, **kw,
+                         name='decoder_thin')(feats, train, full)
     thick_logits = SegmentationHead(self.dtype, name='seg_thick')(d_thick)
     thin_logits = SegmentationHead(self.dtype, name='seg_thin')(d_thin)
     thick = jax.nn.sigmoid(thick_logits)
@@ -78,31 +83,36 @@ class COSNet(nn.Module):
     out = dict(thick_logits=thick_logits, thin_logits=thin_logits, thick=thick,
                thin=thin, coarse=jnp.maximum(thick, thin))
     if with_embeddings or self.is_initializing():
-      out['embed_thick'] = ProjectionHead(self.embed_dim, **kw, name='proj_thick')(
-          d_thick, train)
-      out['embed_thin'] = ProjectionHead(self.embed_dim, **kw, name='proj_thin')(
-          d_thin, train)
+      proj = lambda name: ProjectionHead(self.embed_dim, formulation=self.formulation,
+                                         **kw, name=name)
+      out['embed_thick'] = proj('proj_thick')(d_thick, train)
+      out['embed_thin'] = proj('proj_thin')(d_thin, train)
     return out
 
 
-def cosnet_from_spec(spec: ModelSpec, *, axis_name: str | None = None) -> COSNet:
+def cosnet_from_spec(spec: ModelSpec, *, axis_name: str | None = None,
+                     formulation: Formulation = REFERENCE) -> COSNet:
   return COSNet(stem_width=spec.stem_width, stage_widths=spec.stage_widths,
                 stage_blocks=spec.stage_blocks, radix=spec.radix,
                 head_width=spec.head_width, embed_dim=spec.embed_dim,
                 dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat,
                 full_res_width=spec.full_res_width, blur_pool=spec.blur_pool,
-                upsample=spec.upsample)
+                upsample=spec.upsample, formulation=formulation)
 
 
-def build_cosnet(model_cfg, *, axis_name: str | None = None) -> COSNet:
+def build_cosnet(model_cfg, *, axis_name: str | None = None,
+                 formulation: Formulation = REFERENCE) -> COSNet:
   """COSNet for `config.model` (preset + overrides; see models/config.py).
 
   `axis_name`: BatchNorm (training mode) averages its statistics over this
   mapped axis (pmap / shard_map), i.e. cross-replica BN over the global batch.
+  `formulation`: how layers are computed (`platform.formulation(config.platform,
+  backend)`; the default is the plain layers); the variables are the same.
   Pretrained weights (`model_cfg.pretrained`) are loaded separately with
   `load_pretrained_resnest(variables, path)` after `init`.
   """
-  return cosnet_from_spec(resolve_model_config(model_cfg), axis_name=axis_name)
+  return cosnet_from_spec(resolve_model_config(model_cfg), axis_name=axis_name,
+                          formulation=formulation)
 
 
 def encoder_from_spec(spec: ModelSpec, *, axis_name: str | None = None) -> ResNeStEncoder:

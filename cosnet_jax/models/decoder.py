@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from cosnet_jax.models.antialias import UpResize
 from cosnet_jax.models.conv_bn import batch_norm, conv, he_fan_out
 from cosnet_jax.models.splat import SplitAttentionConv
+from cosnet_jax.platform import REFERENCE, Formulation
 
 
 class UpConv2x2(nn.Module):
@@ -64,6 +65,7 @@ class ResidualConvBlock(nn.Module):
   features: int
   dtype: Any = jnp.float32
   axis_name: str | None = None
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -72,7 +74,8 @@ class ResidualConvBlock(nn.Module):
     y = conv(self.features, 3, dtype=self.dtype, name='conv')(x)
     y = nn.relu(bn('bn')(y))
     y = SplitAttentionConv(self.features, 3, radix=2, cardinality=2, use_bias=True,
-                           dtype=self.dtype, axis_name=self.axis_name, name='splat')(y, train)
+                           dtype=self.dtype, axis_name=self.axis_name,
+                           formulation=self.formulation, name='splat')(y, train)
     y = nn.relu(y)
     shortcut = conv(self.features, 1, dtype=self.dtype, name='shortcut_conv')(x)
     shortcut = bn('shortcut_bn')(shortcut)
@@ -99,6 +102,7 @@ class ThickDecoder(nn.Module):
   axis_name: str | None = None
   remat: bool = False
   upsample: str = 'transposed'
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, feats: tuple[jax.Array, ...], train: bool,
@@ -106,7 +110,7 @@ class ThickDecoder(nn.Module):
     up_cls = UPSAMPLERS[self.upsample]
     x0, x2, x3, x4, x5 = feats
     rcb = _blocks(self.remat)
-    kw = dict(dtype=self.dtype, axis_name=self.axis_name)
+    kw = dict(dtype=self.dtype, axis_name=self.axis_name, formulation=self.formulation)
     d = x5
     for level, skip in ((5, x4), (4, x3), (3, x2), (2, x0)):
       c = skip.shape[-1]
@@ -123,6 +127,7 @@ class ThinDecoder(nn.Module):
   axis_name: str | None = None
   remat: bool = False
   upsample: str = 'transposed'
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, feats: tuple[jax.Array, ...], train: bool,
@@ -130,7 +135,7 @@ class ThinDecoder(nn.Module):
     up_cls = UPSAMPLERS[self.upsample]
     x0, x2 = feats[0], feats[1]
     rcb = _blocks(self.remat)
-    kw = dict(dtype=self.dtype, axis_name=self.axis_name)
+    kw = dict(dtype=self.dtype, axis_name=self.axis_name, formulation=self.formulation)
     c0 = x0.shape[-1]
     up = up_cls(c0, dtype=self.dtype, name='up2')(x2)
     d = rcb(c0, **kw, name='rcb2')(jnp.concatenate([x0, up], axis=-1), train)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cosnet_jax.models import conv_bn
 from cosnet_jax.models.conv_bn import BN_EPS, BN_MOMENTUM, batch_norm, conv, he_fan_out
+from cosnet_jax.platform import REFERENCE, Formulation
 
 
 class SegmentationHead(nn.Module):
@@ -51,7 +51,8 @@ class ProjectionHead(nn.Module):
   -> L2 normalisation (norm floored at 1e-12). No ReLU, as in the authors'
   'convmlp' head.
 
-  `fused` (default conv_bn.FUSED_PROJECTION; float32 compute only): in training mode
+  `fused` (default `formulation.fused_projection`, platform.py; float32 compute
+  only): in training mode
   everything between conv1 and the normalisation is affine in conv1's output
   x1 [N, E] (N = B*H*W pixels): BN with batch statistics is a per-channel
   affine map, and the 1x1 convs are matmuls. With m1 and S1 = x1^T x1 / N the
@@ -64,7 +65,7 @@ class ProjectionHead(nn.Module):
   where the layer-by-layer form passes over the [N, E] maps for two matmuls,
   two BN statistics and two normalisations (and as often again backward).
   Why: these passes were 31 ms of the CPU model's 193 ms step (profile of
-  session 14); fused, the step's summed instruction time falls by a fifth
+  the CPU model at 8 x 96^2); fused, the step's summed instruction time falls by a fifth
   and its wall time by 2-4 % (the branches' passes already ran side by side
   on the two cores; experiments/README.md). The running statistics are updated with the same mean / var
   that the layers would compute (flax's E[x^2] - E[x]^2, clipped at 0), and
@@ -75,11 +76,12 @@ class ProjectionHead(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   fused: bool | None = None
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     y = conv(self.embed_dim, 3, dtype=self.dtype, name='conv1')(x)
-    fused = conv_bn.FUSED_PROJECTION if self.fused is None else self.fused
+    fused = self.formulation.fused_projection if self.fused is None else self.fused
     if train and fused and jnp.dtype(self.dtype) == jnp.float32:
       y = self._fused_train(y)
     else:

@@ -16,6 +16,7 @@ from cosnet_jax.models.antialias import blur_downsample
 from cosnet_jax.models.conv_bn import batch_norm, conv
 from cosnet_jax.models.pooling import max_pool_3x3
 from cosnet_jax.models.splat import SplitAttentionConv
+from cosnet_jax.platform import REFERENCE, Formulation
 
 EXPANSION = 4
 
@@ -24,6 +25,11 @@ def _avg_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
   """AvgPool2d(3, stride, padding=1), zero padding counted (PyTorch default)."""
   return nn.avg_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)),
                      count_include_pad=True)
+
+
+def _max_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
+  """MaxPool2d(3, stride, padding=1) as flax's reduce_window."""
+  return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)))
 
 
 class Bottleneck(nn.Module):
@@ -41,6 +47,7 @@ class Bottleneck(nn.Module):
   dtype: Any = jnp.float32
   axis_name: str | None = None
   blur_pool: bool = False
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -51,7 +58,7 @@ class Bottleneck(nn.Module):
     y = nn.relu(bn('bn1')(y))
     y = SplitAttentionConv(self.width, 3, radix=self.radix, cardinality=1,
                            use_bias=False, dtype=self.dtype, axis_name=self.axis_name,
-                           name='conv2')(y, train)
+                           formulation=self.formulation, name='conv2')(y, train)
     blur = self.blur_pool and self.stride == 2
     if self.stride > 1:
       y = blur_downsample(y) if blur else _avg_pool_3x3(y, self.stride)
@@ -90,6 +97,7 @@ class ResNeStEncoder(nn.Module):
   axis_name: str | None = None
   remat: bool = False
   blur_pool: bool = False
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -104,18 +112,21 @@ class ResNeStEncoder(nn.Module):
     x = nn.relu(bn('conv1_4')(x))
     x = conv(2 * sw, 3, dtype=self.dtype, name='conv1_6')(x)
     x0 = nn.relu(bn('bn1')(x))
-    # MaxPool2d(3, 2, padding=1); pooling.py: same values and gradient as
-    # nn.max_pool, without XLA:CPU's slow reduce_window / select_and_scatter.
+    # MaxPool2d(3, 2, padding=1); with formulation.strided_max_pool as nine
+    # strided maxima (pooling.py: same values and gradient, without XLA:CPU's
+    # slow reduce_window / select_and_scatter).
+    pool = max_pool_3x3 if self.formulation.strided_max_pool else _max_pool_3x3
     if self.blur_pool:
-      x = blur_downsample(max_pool_3x3(x0, 1))
+      x = blur_downsample(pool(x0, 1))
     else:
-      x = max_pool_3x3(x0, 2)
+      x = pool(x0, 2)
     block_cls = nn.remat(Bottleneck, static_argnums=(2,)) if self.remat else Bottleneck
     feats = [x0]
     for s, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks)):
       for i in range(blocks):
         stride = 2 if (s > 0 and i == 0) else 1
         x = block_cls(width, stride, self.radix, self.dtype, self.axis_name,
-                      self.blur_pool, name=f'layer{s + 1}_{i}')(x, train)
+                      self.blur_pool, self.formulation,
+                      name=f'layer{s + 1}_{i}')(x, train)
       feats.append(x)
     return tuple(feats)

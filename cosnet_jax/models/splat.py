@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from cosnet_jax.models.conv_bn import batch_norm, conv
+from cosnet_jax.platform import REFERENCE, Formulation
 
 
 class SplitAttentionConv(nn.Module):
@@ -45,6 +46,7 @@ class SplitAttentionConv(nn.Module):
   min_inter: int = 32
   dtype: Any = jnp.float32
   axis_name: str | None = None
+  formulation: Formulation = REFERENCE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -52,18 +54,18 @@ class SplitAttentionConv(nn.Module):
     inter = max(c_in * self.radix // self.reduction, self.min_inter)
     y = conv(self.channels * self.radix, self.kernel, stride=self.stride,
              groups=self.cardinality * self.radix, use_bias=self.use_bias,
-             dtype=self.dtype, name='conv')(x)
+             dtype=self.dtype, formulation=self.formulation, name='conv')(x)
     y = batch_norm(train, axis_name=self.axis_name, dtype=self.dtype, name='bn0')(y)
     y = nn.relu(y)
     b, h, w, _ = y.shape
     splits = y.reshape(b, h, w, self.radix, self.channels)
     gap = jnp.mean(jnp.sum(splits, axis=3), axis=(1, 2), keepdims=True)
     gap = conv(inter, 1, groups=self.cardinality, use_bias=True, dtype=self.dtype,
-               name='fc1')(gap)
+               formulation=self.formulation, name='fc1')(gap)
     gap = batch_norm(train, axis_name=self.axis_name, dtype=self.dtype, name='bn1')(gap)
     gap = nn.relu(gap)
     logits = conv(self.channels * self.radix, 1, groups=self.cardinality, use_bias=True,
-                  dtype=self.dtype, name='fc2')(gap)
+                  dtype=self.dtype, formulation=self.formulation, name='fc2')(gap)
     logits = logits.reshape(b, 1, 1, self.radix, self.channels)
     attention = jax.nn.softmax(logits.astype(jnp.float32), axis=3).astype(y.dtype)
     return jnp.sum(attention * splits, axis=3)

@@ -18,7 +18,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cosnet_jax.models.conv_bn import reference_formulation
 from cosnet_jax.models.config import PRESETS, default_model_config, default_refine_config
 from cosnet_jax.models.cosnet import build_cosnet
 from cosnet_jax.models.refiner import build_refiner
@@ -28,9 +27,24 @@ def _count(tree: Any) -> int:
   return int(sum(a.size for a in jax.tree.leaves(tree)))
 
 
+def parameter_table(params: Any) -> tuple[str, int]:
+  """(text table of every parameter array: path, shape, size; total count)."""
+  rows = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = '/'.join(str(getattr(k, 'key', k)) for k in path)
+    rows.append((name, 'x'.join(str(d) for d in leaf.shape) or 'scalar', int(leaf.size)))
+  width = max((len(r[0]) for r in rows), default=4)
+  total = sum(r[2] for r in rows)
+  lines = [f'{"name":<{width}}  {"shape":>16}  {"size":>10}']
+  lines += [f'{n:<{width}}  {s:>16}  {c:>10,d}' for n, s, c in rows]
+  lines.append(f'{"total":<{width}}  {"":>16}  {total:>10,d}  ({len(rows)} arrays)')
+  return '\n'.join(lines) + '\n', total
+
+
 def _flops(fn, *args) -> float:
-  with reference_formulation():   # the model's own layers, not the faster formulations
-    cost = jax.jit(fn).lower(*args).cost_analysis()
+  # The models are built with the reference formulation (their own layers,
+  # not the platform's faster forms), so the count is the model's FLOPs.
+  cost = jax.jit(fn).lower(*args).cost_analysis()
   if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
     cost = cost[0]
   return float(cost['flops'])

@@ -1,41 +1,85 @@
-"""Config validation: unknown override keys, shape-changing edits on resume."""
+"""Config validation: values, unknown override keys, shape-changing edits on resume."""
+from __future__ import annotations
 
-import importlib.util
+import difflib
 import json
 import pathlib
 from typing import Any, Iterable
 
+import jax
 import ml_collections
+
+from cosnet_jax import config as config_lib
+from cosnet_jax import platform
+from cosnet_jax.contrast.config import check_contrast_config
+from cosnet_jax.errors import ConfigError
+from cosnet_jax.models.config import resolve_model_config
 
 # Fields whose change alters the shapes of the saved state: a workdir trained
 # with other values cannot be resumed.
 SHAPE_FIELDS = ('model', 'contrast.queue_len', 'refine.model')
+# Fields that say where to find things, not what to compute: not "changes".
+_WHERE_FIELDS = ('model.pretrained', 'model.init_from')
 
 
-class ConfigError(ValueError):
-  """A config key or value the program cannot use (message names the key)."""
-
-
-def flat_keys(cfg: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
-  keys = []
-  for k, v in cfg.items():
-    path = f'{prefix}{k}'
-    if isinstance(v, ml_collections.ConfigDict):
-      keys += flat_keys(v, path + '.')
-    else:
-      keys.append(path)
-  return keys
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first field whose value cannot work."""
+  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
+  try:
+    resolve_model_config(config.model)
+    check_contrast_config(config.contrast)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  platform.formulation(config.get('platform'), jax.default_backend())
+  platform.compiler_options(config.get('platform'), jax.default_backend())
+  tta_lib.check_mode(config.eval.get('tta', 'none'), 'config.eval.tta')
+  for what in ('train.batch_size', 'refine.batch_size'):
+    n, bs = jax.device_count(), int(config.get(what.split('.')[0])[what.split('.')[1]])
+    if bs <= 0 or bs % n:
+      raise ConfigError(
+          f'config.{what}={bs} must be a positive multiple of the number of '
+          f'devices ({n}: {jax.process_count()} process(es) x '
+          f'{jax.local_device_count()} local device(s))')
+  for section in ('optimizer', 'refine.optimizer'):
+    o = config.optimizer if section == 'optimizer' else config.refine.optimizer
+    if o.name not in ('adam', 'adamw'):
+      raise ConfigError(f"config.{section}.name={o.name!r}: expected 'adam' or 'adamw'")
+    if not 0.0 <= float(o.get('ema_decay', 0.0)) < 1.0:
+      raise ConfigError(f'config.{section}.ema_decay={o.ema_decay}: expected 0 (off) or a '
+                        'value in (0, 1)')
+    if float(o.learning_rate) <= 0:
+      raise ConfigError(f'config.{section}.learning_rate={o.learning_rate}: expected > 0')
+  if config.refine.loss not in ('mse', 'bce'):
+    raise ConfigError(f"config.refine.loss={config.refine.loss!r}: expected 'mse' or 'bce'")
+  if config.eval.threshold != 'otsu':
+    try:
+      t = float(config.eval.threshold)
+    except (TypeError, ValueError):
+      t = -1.0
+    if not 0.0 < t < 1.0:
+      raise ConfigError(f"config.eval.threshold={config.eval.threshold!r}: expected 'otsu' "
+                        'or a number in (0, 1)')
+  lo, hi = (float(v) for v in config.data.scale_range)
+  if not 0 < lo <= hi:
+    raise ConfigError(f'config.data.scale_range=({lo}, {hi}): expected 0 < lo <= hi')
+  if config.data.reader not in ('files', 'tfds'):
+    raise ConfigError(f"config.data.reader={config.data.reader!r}: expected 'files' or 'tfds'")
+  for key in ('log_every', 'eval_every', 'checkpoint_every'):
+    if int(config.train[key]) < 1:
+      raise ConfigError(f'config.train.{key}={config.train[key]}: expected >= 1')
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """Imports a config file and calls its get_config()."""
-  file = pathlib.Path(path.split(':')[0])
+  """Imports a config file ('file.py' or 'file.py:arg') and calls get_config(arg)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  file, _, arg = str(path).partition(':')
+  file = pathlib.Path(file)
   if not file.is_file():
     raise ConfigError(f'config file not found: {file}')
   spec = importlib.util.spec_from_file_location('_cosnet_config', file)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def check_override_keys(argv: Iterable[str]) -> None:
@@ -53,14 +97,31 @@ def check_override_keys(argv: Iterable[str]) -> None:
       path = argv[i + 1]
   if path is None:
     return
-  valid = flat_keys(load_config_file(path))
+  cfg = load_config_file(path)
+  valid = config_lib.flat_keys(cfg)
   for arg in argv:
     if arg.startswith('--config.'):
       key = arg[len('--config.'):].split('=', 1)[0]
       if key not in valid and not any(v.startswith(key + '.') for v in valid):
-        raise ConfigError(
-            f'unknown config key {key!r} (from {arg!r}). Valid keys:\n  ' +
-            '\n  '.join(valid))
+        raise ConfigError(f'unknown config key {key!r} (from {arg!r}); '
+                          + _key_hint(key, valid))
+
+
+def _key_hint(key: str, valid: list[str]) -> str:
+  """'did you mean ...' and the keys of the key's section (one line)."""
+  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  section = key.rpartition('.')[0]
+  siblings = [v for v in valid if v.rpartition('.')[0] == section] if section else []
+  parts = []
+  if close:
+    parts.append('did you mean ' + ' or '.join(repr(c) for c in close) + '?')
+  if siblings:
+    parts.append(f'keys of config.{section}: ' + ', '.join(
+        s.rpartition('.')[2] for s in siblings))
+  elif not close:
+    sections = sorted({v.split('.')[0] for v in valid})
+    parts.append('sections: ' + ', '.join(sections))
+  return ' '.join(parts)
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -71,38 +132,45 @@ def _get(cfg: Any, dotted: str) -> Any:
   return cfg
 
 
+def config_diff(saved: dict, current: dict) -> dict:
+  """{'a.b': (saved value, current value)} of every leaf that differs."""
+  a, b = config_lib.flat_items(saved), config_lib.flat_items(current)
+  norm = lambda v: list(v) if isinstance(v, tuple) else v
+  return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+          if norm(a.get(k)) != norm(b.get(k))}
+
+
 def check_resume_compatible(config: ml_collections.ConfigDict,
                             workdir: pathlib.Path) -> None:
   """Compares the shape-changing fields with the config saved in the workdir.
 
-  Writes `workdir/config.json` on the first start.
+  Writes nothing (config.json is written after all start-up checks).
 
   Raises:
-    ConfigError naming each field whose value differs.
+    ConfigError naming each field whose value differs, with both values.
   """
-  saved_file = workdir / 'config.json'
-  current = json.loads(config.to_json_best_effort())
+  saved_file = pathlib.Path(workdir) / 'config.json'
   if not saved_file.exists():
-    saved_file.write_text(json.dumps(current, indent=2, sort_keys=True))
     return
-  saved = json.loads(saved_file.read_text())
+  saved = config_lib.with_defaults(json.loads(saved_file.read_text())).to_dict()
+  current = json.loads(config.to_json_best_effort())
+  saved = json.loads(json.dumps(saved, default=list))
   diffs = []
   for field in SHAPE_FIELDS:
     a, b = _get(saved, field), _get(current, field)
     if isinstance(a, dict) and isinstance(b, dict):
       for k in sorted(set(a) | set(b)):
-        if k not in ('pretrained', 'init_from') and a.get(k) != b.get(k):
-          diffs.append(f'{field}.{k}: saved {a.get(k)!r}, now {b.get(k)!r}')
+        if f'{field}.{k}' not in _WHERE_FIELDS and a.get(k) != b.get(k):
+          diffs.append(f'config.{field}.{k}: saved {a.get(k)!r}, now {b.get(k)!r}')
     elif a != b:
-      diffs.append(f'{field}: saved {a!r}, now {b!r}')
+      diffs.append(f'config.{field}: saved {a!r}, now {b!r}')
   for field in ('optimizer.ema_decay', 'refine.optimizer.ema_decay'):
     # On / off changes the saved state (ema_params); the value alone does not.
     a, b = bool(_get(saved, field) or 0), bool(_get(current, field) or 0)
     if a != b:
-      diffs.append(f'{field}: saved {_get(saved, field)!r}, now {_get(current, field)!r} '
-                   '(the parameter average is kept only when > 0)')
+      diffs.append(f'config.{field}: saved {_get(saved, field)!r}, now '
+                   f'{_get(current, field)!r} (the parameter average is kept only when > 0)')
   if diffs:
     raise ConfigError(
-        f'workdir {workdir} holds a run whose config differs in fields that '
-        'change the model/state shapes, so it cannot be resumed:\n  ' +
-        '\n  '.join(diffs) + '\nUse a new --workdir or the saved config.')
+        f'workdir {workdir} holds a run with other shapes, so it cannot be resumed: '
+        + '; '.join(diffs) + '. Use a new --workdir, or the saved config.')

@@ -1,18 +1,32 @@
-"""train_and_evaluate: stage 1 (COSNet + contrast), stage 2 (refinement).
+"""train_and_evaluate: start-up checks, stage 1 (COSNet + contrast), stage 2 (refinement), report.
+
+Start-up (`startup`), before anything is written to the workdir: the config's
+values are checked; every dataset of the run is decoded and checked pair by
+pair (all problems reported at once); each split the run needs is resolved
+(a held-out validation split where the dataset has none; the final report on
+val where there is no test split, logged); a config that would change the
+shapes of a run already in the workdir is refused. Only then are
+config.json (this run's config), config_history.jsonl and splits.json
+written.
 
 Each stage: restore the latest checkpoint of the workdir if any, run the
-jitted data-parallel step, log through clu metric writers, validate on the
-validation split (never the test split), keep the best (by validation Dice)
-and the latest checkpoints, and stop cleanly on SIGTERM / Ctrl-C (a
-checkpoint is saved first) or on a non-finite loss (the last good checkpoint
-is kept and the step is named).
+jitted data-parallel step, log (writer.py: TensorBoard events +
+history.jsonl), validate on every dataset's validation split (never the test
+split) and keep the best checkpoint by their mean score, keep the latest
+checkpoints, and stop cleanly on SIGTERM / Ctrl-C, after
+`train.max_steps_per_run` steps or `train.time_budget_s` seconds (a
+checkpoint is saved first; the same command resumes) or on a non-finite loss
+(the last good checkpoint is kept and the step is named).
 """
+from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import pathlib
 import signal
+import sys
 import time
 from typing import Any, Callable
 
@@ -20,17 +34,21 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from cosnet_jax import checkpoints as ckpt_lib
+from cosnet_jax import config as config_lib
 from cosnet_jax import data as data_lib
-from cosnet_jax import models
-from cosnet_jax.evaluation import runner
-from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.train import checkpoint as ckpt_lib
+from cosnet_jax import models, platform, sharding
+from cosnet_jax.data import source as source_lib
+from cosnet_jax.errors import ConfigError
+from cosnet_jax.evaluation import evaluate_split, runner
+from cosnet_jax.evaluation import steps as eval_steps
+from cosnet_jax.evaluation import trained as trained_lib
 from cosnet_jax.train import config_checks
 from cosnet_jax.train import state as state_lib
 from cosnet_jax.train import steps as steps_lib
+from cosnet_jax.train import writer as writer_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -38,15 +56,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 class RunSliceDone(Exception):
-  """train.max_steps_per_run steps were done; the state is checkpointed."""
-
-
-def _append_history(workdir: pathlib.Path, stage: str, step: int, scalars: dict):
-  """One JSON line per log/validation event: workdir/history.jsonl."""
-  if jax.process_index() == 0:
-    with open(workdir / 'history.jsonl', 'a') as f:
-      f.write(json.dumps({'stage': stage, 'step': int(step),
-                          **{k: float(v) for k, v in scalars.items()}}) + '\n')
+  """max_steps_per_run / time_budget_s reached; the state is checkpointed."""
 
 
 class _StopFlag:
@@ -88,10 +98,96 @@ def num_train_steps(train_cfg, num_train_examples: int) -> int:
   return 0
 
 
-def input_shape(config, info) -> tuple[int, int]:
-  """(h, w) of a training batch: the crop (or whole image) padded to 32."""
-  del config
-  return tuple(info['train_size'])
+# ------------------------------------------------------------------- start-up
+
+
+@dataclasses.dataclass
+class Plan:
+  """What start-up decided: the datasets, their splits and the final report."""
+  sources: list                 # [(key, data config)]
+  val: dict                     # key -> val split expression (validated datasets only)
+  final: list                   # [(key, data config, split)] reported at the end
+  num_train: int                # training examples of the first dataset
+  train_size: tuple
+  splits: dict                  # key -> {split: [ids]} (written to splits.json)
+  notes: list                   # what was decided, logged at the start
+
+
+def startup(config: ml_collections.ConfigDict) -> Plan:
+  """Checks the config and the data; decides the splits. Writes nothing.
+
+  Raises:
+    ConfigError / DataError naming the key, file or folder.
+  """
+  config_checks.check_config(config)
+  sources = data_lib.sources(config.data)
+  val, final, splits, notes, sizes = {}, [], {}, [], []
+  for i, (key, cfg) in enumerate(sources):
+    info = source_lib.dataset_info(cfg)     # decodes and checks every pair
+    sizes.append(info['train_size'])
+    n_train = source_lib.split_num_examples(cfg, cfg.train_split)
+    if n_train == 0 and float(cfg.weight) > 0:
+      raise ConfigError(f'{_field(i, key)}train_split={cfg.train_split!r}: no images')
+    splits[key] = {'train': source_lib.split_ids(cfg, cfg.train_split)}
+    views = source_lib.views(cfg)
+    if cfg.val_split and source_lib.has_split(cfg, cfg.val_split):
+      val[key] = cfg.val_split
+      splits[key]['val'] = source_lib.split_ids(cfg, cfg.val_split)
+      if views.held_out:
+        notes.append(f'{key}: no {cfg.val_split!r} split; {len(splits[key]["val"])} training '
+                     f'images held out for validation (data.holdout_fraction='
+                     f'{cfg.holdout_fraction}, seed {cfg.holdout_seed})')
+    elif cfg.val_split or i == 0:
+      notes.append(f'{key}: no validation split ({cfg.val_split!r}): not validated')
+    want = config.eval.final_split if i == 0 else cfg.test_split
+    if not want:
+      continue
+    if source_lib.has_split(cfg, want):
+      final.append((key, cfg, want))
+    elif key in val and i == 0:
+      final.append((key, cfg, val[key]))
+      notes.append(f'{key}: no {want!r} split; the final report uses {val[key]!r} '
+                   '(the split used for selection, so it is optimistic)')
+    elif i == 0:
+      notes.append(f'{key}: no {want!r} and no validation split; no final report')
+    if final and final[-1][0] == key:
+      splits[key]['final'] = source_lib.split_ids(cfg, final[-1][2])
+  if not val:
+    notes.append('no dataset has a validation split: no checkpoint selection, the last '
+                 'checkpoint of each stage is used')
+  if config.data.select_on != 'mean' and config.data.select_on not in val:
+    raise ConfigError(f'config.data.select_on={config.data.select_on!r}: expected '
+                      f"'mean' or a validated dataset key ({', '.join(val) or 'none'})")
+  first = sources[0][1]
+  return Plan(sources, val, final, source_lib.split_num_examples(first, first.train_split),
+              tuple(max(s[d] for s in sizes) for d in range(2)), splits, notes)
+
+
+def _field(i: int, key: str) -> str:
+  return 'config.data.' if i == 0 else f'config.data.mix.{key}.'
+
+
+def _write_run_files(config, workdir: pathlib.Path, plan: Plan) -> None:
+  """config.json (this run's), config_history.jsonl (what changed), splits.json."""
+  current = json.loads(config.to_json_best_effort())
+  path = workdir / 'config.json'
+  previous = json.loads(path.read_text()) if path.exists() else None
+  changed = config_checks.config_diff(previous, current) if previous is not None else None
+  entry = {'time': datetime.datetime.now().isoformat(timespec='seconds'),
+           'argv': sys.argv, 'changed': changed if previous is not None else 'first start'}
+  if previous is None or changed:
+    with open(workdir / 'config_history.jsonl', 'a') as f:
+      f.write(json.dumps(entry, default=str) + '\n')
+  if changed:
+    logging.warning('config differs from the run in this workdir (kept: no shape changes): %s',
+                    '; '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in changed.items()))
+  tmp = path.with_suffix('.tmp')
+  tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+  tmp.replace(path)
+  (workdir / 'splits.json').write_text(json.dumps(plan.splits, indent=1) + '\n')
+
+
+# ------------------------------------------------------------------- stages
 
 
 @dataclasses.dataclass
@@ -109,17 +205,67 @@ class _Stage:
   validate_start: bool = False  # also validate (and may select) step 0
 
 
-def _progress_line(stage, step, total, images_per_s, t_start, start_step, scalars):
-  done = step - start_step
-  eta = (time.time() - t_start) / max(done, 1) * (total - step)
+def format_duration(seconds: float) -> str:
+  """'HH:MM:SS', with days past 24 hours ('2d 03:04:05')."""
+  seconds = max(int(round(seconds)), 0)
+  days, rest = divmod(seconds, 86400)
+  clock = time.strftime('%H:%M:%S', time.gmtime(rest))
+  return f'{days}d {clock}' if days else clock
+
+
+def eta_seconds(now: float, t_first: float | None, first_step: int, step: int,
+                total: int) -> float | None:
+  """Time left from the steps since `first_step` (after the compiling first step)."""
+  if t_first is None or step <= first_step:
+    return None
+  return (now - t_first) / (step - first_step) * (total - step)
+
+
+def _progress_line(stage, step, total, images_per_s, eta, scalars):
   parts = ' '.join(f'{k}={v:.4g}' for k, v in sorted(scalars.items())
                    if k in ('loss', 'seg_thick', 'seg_thin', 'contrast_thick',
                             'contrast_thin'))
-  return (f'[{stage}] step {step}/{total} {parts} '
-          f'{images_per_s:.2f} img/s ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}')
+  left = 'ETA --:--:--' if eta is None else f'ETA {format_duration(eta)}'
+  return f'[{stage}] step {step}/{total} {parts} {images_per_s:.2f} img/s {left}'
 
 
-def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
+class _Clock:
+  """Wall time of this process's run, for train.time_budget_s."""
+
+  def __init__(self, budget_s: float):
+    self.start = time.time()
+    self.budget = float(budget_s)
+
+  def out_of_time(self) -> bool:
+    return self.budget > 0 and time.time() - self.start >= self.budget
+
+
+def _validate(stage: _Stage, state, config, plan: Plan, mesh, eval_bs: int) -> dict:
+  """Validation scores of every validated dataset; 'score' is the selection value."""
+  variables = stage.eval_vars(state)
+  predict = lambda batch: stage.predict_fn(*variables, batch)
+  summary, scores = {}, {}
+  mixed = len(plan.val) > 1
+  for key, cfg in plan.sources:
+    if key not in plan.val:
+      continue
+    results = runner.predict_split(predict, cfg, plan.val[key], mesh, batch_size=eval_bs,
+                                   outputs=(stage.select_output,))
+    per_image = runner.score(results, stage.select_output, threshold=config.eval.threshold,
+                             tolerance=int(config.eval.tolerance))
+    prefix = f'val/{key}/' if mixed else 'val/'
+    for k in ('dice', 'auc', 'acc', 'sen', 'spe', 'cldice'):
+      summary[prefix + k] = runner.mean_metric(per_image, k)
+    scores[key] = summary[prefix + config.eval.select_metric]
+  if mixed:
+    for k in ('dice', 'auc', 'acc', 'sen', 'spe', 'cldice'):
+      summary[f'val/{k}'] = float(np.mean([summary[f'val/{key}/{k}'] for key in scores]))
+  sel = config.data.select_on
+  score = summary[f'val/{config.eval.select_metric}'] if sel == 'mean' else scores[sel]
+  return {'summary': summary, 'score': score}
+
+
+def _run_stage(stage: _Stage, config, plan: Plan, mesh, writer, clock: _Clock) -> Any:
   """The training loop shared by both stages. Returns the final state."""
   tcfg = config.train
   state = stage.state
@@ -127,14 +273,10 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
   if start_step >= stage.num_steps:
     logging.info('[%s] already trained (%d steps)', stage.name, start_step)
     return state
-  info = data_lib.dataset_info(config.data)
-  has_val = data_lib.split_num_examples(config.data, config.data.val_split,
-                                        missing_ok=True) > 0
   best = stage.ckpt.best_score()
   best = -math.inf if best is None else best
   # The batches come from ONE global stream (process_count=1), so a step
-  # sees the same examples whatever the number of processes (the pipeline's
-  # per-process shards would give other batch compositions); each process
+  # sees the same examples whatever the number of processes; each process
   # builds only its own rows of it.
   pc, pi = jax.process_count(), jax.process_index()
   local = stage.batch_size // pc
@@ -143,99 +285,84 @@ def _run_stage(stage: _Stage, config, mesh, writer, workdir) -> Any:
       seed=config.seed + (0 if stage.name == 'stage1' else 1),
       start_step=start_step, process_index=0, process_count=1,
       rows=(pi * local, (pi + 1) * local))
-  eval_bs = runner.eval_batch_size(config.eval.batch_size)
-  pending, t_start, t_log, step = [], time.time(), time.time(), start_step
-  log_images = 0
+  eval_bs = sharding.eval_batch_size(config.eval.batch_size)
+  pending, t_log, step = [], time.time(), start_step
+  t_first, first_step, log_images = None, start_step, 0
 
   def validate(step):
     nonlocal best
-    if not has_val:
+    if not plan.val:
       return
-    variables = stage.eval_vars(state)
-    predict = lambda batch: stage.predict_fn(*variables, batch)
-    results = runner.predict_split(predict, config.data, config.data.val_split,
-                                   mesh, batch_size=eval_bs,
-                                   outputs=(stage.select_output,))
-    per_image = runner.score(results, stage.select_output,
-                             threshold=config.eval.threshold)
-    summary = {f'val/{k}': runner.mean_metric(per_image, k)
-               for k in ('dice', 'auc', 'acc', 'sen', 'spe', 'cldice')}
-    writer.write_scalars(step, summary)
-    _append_history(workdir, stage.name, step, summary)
-    score = summary[f'val/{config.eval.select_metric}']
+    out = _validate(stage, state, config, plan, mesh, eval_bs)
+    writer.write_scalars(stage.name, step, out['summary'])
     logging.info('[%s] step %d validation %s', stage.name, step,
-                 ' '.join(f'{k}={v:.4f}' for k, v in summary.items()))
-    if score > best:
-      best = score
-      stage.ckpt.save_best(step, state, score, config.eval.select_metric)
+                 ' '.join(f'{k}={v:.4f}' for k, v in out['summary'].items()))
+    if out['score'] > best:
+      best = out['score']
+      stage.ckpt.save_best(step, state, best, config.eval.select_metric)
+
+  def stop_here(reason: str, exc):
+    stage.ckpt.save_latest(step, state)
+    writer.flush()
+    raise exc(f'[{stage.name}] {reason} (step {step}); checkpoint saved in '
+              f'{stage.ckpt.directory}; run the same command again to resume')
 
   if stage.validate_start and start_step == 0:
     validate(0)
-  while step < stage.num_steps:
-    batch = steps_lib.shard_batch(next(it), mesh)
-    state, metrics = stage.step_fn(state, batch)
-    step += 1
-    pending.append(metrics)
-    log_images += stage.batch_size
-    last = step == stage.num_steps
-    if step % tcfg.log_every == 0 or last or STOP.requested:
-      fetched = jax.device_get(pending)
-      pending = []
-      for offset, m in enumerate(fetched):
-        if m['finite'] < 1:
-          bad = step - len(fetched) + offset + 1
-          raise NonFiniteLossError(
-              f'[{stage.name}] non-finite loss at step {bad}; training stopped. '
-              f'The last good checkpoint is kept in {stage.ckpt.directory}; the '
-              'state was not updated by that step. Lower the learning rate or '
-              'check the input data.')
-      scalars = {k: float(np.mean([m[k] for m in fetched]))
-                 for k in fetched[-1] if k != 'finite'}
-      dt = time.time() - t_log
-      scalars['images_per_s'] = log_images / max(dt, 1e-9)
-      if hasattr(state, 'opt_state'):
+  try:
+    while step < stage.num_steps:
+      batch = sharding.shard_batch(next(it), mesh)
+      state, metrics = stage.step_fn(state, batch)
+      step += 1
+      if t_first is None:    # the first step includes compilation: not in the ETA
+        jax.block_until_ready(metrics)
+        t_first, first_step = time.time(), step
+      pending.append(metrics)
+      log_images += stage.batch_size
+      last = step == stage.num_steps
+      if step % tcfg.log_every == 0 or last or STOP.requested:
+        fetched = jax.device_get(pending)
+        pending = []
+        for offset, m in enumerate(fetched):
+          if m['finite'] < 1:
+            bad = step - len(fetched) + offset + 1
+            raise NonFiniteLossError(
+                f'[{stage.name}] non-finite loss at step {bad}; training stopped. '
+                f'The last good checkpoint is kept in {stage.ckpt.directory}; the '
+                'state was not updated by that step. Lower the learning rate or '
+                'check the input data.')
+        scalars = {k: float(np.mean([m[k] for m in fetched]))
+                   for k in fetched[-1] if k != 'finite'}
+        now = time.time()
+        scalars['images_per_s'] = log_images / max(now - t_log, 1e-9)
         scalars['learning_rate'] = float(state_lib.learning_rate_schedule(
             stage_optimizer_cfg(config, stage.name), stage.num_steps)(step - 1))
-      writer.write_scalars(step, {f'{stage.name}/{k}': v for k, v in scalars.items()})
-      _append_history(workdir, stage.name, step, scalars)
-      logging.info(_progress_line(stage.name, step, stage.num_steps,
-                                  scalars['images_per_s'], t_start, start_step,
-                                  scalars))
-      t_log, log_images = time.time(), 0
-    if step % tcfg.eval_every == 0 or last:
-      validate(step)
-    if step % tcfg.checkpoint_every == 0 or last or STOP.requested:
-      stage.ckpt.save_latest(step, state)
-    if (tcfg.max_steps_per_run > 0 and step - start_step >= tcfg.max_steps_per_run
-        and not last):
-      # Time-sliced jobs: checkpoint and hand back; the next run resumes here.
-      stage.ckpt.save_latest(step, state)
-      writer.flush()
-      raise RunSliceDone(f'[{stage.name}] stopped after {tcfg.max_steps_per_run} '
-                         f'steps of this run (step {step}); run again to resume')
-    if STOP.requested:
-      writer.flush()
-      raise KeyboardInterrupt(f'[{stage.name}] stopped at step {step}; '
-                              f'checkpoint saved in {stage.ckpt.directory}')
+        writer.write_scalars(stage.name, step, scalars)
+        eta = eta_seconds(now, t_first, first_step, step, stage.num_steps)
+        logging.info(_progress_line(stage.name, step, stage.num_steps,
+                                    scalars['images_per_s'], eta, scalars))
+        t_log, log_images = time.time(), 0
+      if step % tcfg.eval_every == 0 or last:
+        validate(step)
+      if step % tcfg.checkpoint_every == 0 or last or STOP.requested:
+        stage.ckpt.save_latest(step, state)
+      if last:
+        break
+      if tcfg.max_steps_per_run > 0 and step - start_step >= tcfg.max_steps_per_run:
+        stop_here(f'stopped after {tcfg.max_steps_per_run} steps of this run '
+                  '(train.max_steps_per_run)', RunSliceDone)
+      if clock.out_of_time():
+        stop_here(f'stopped after {clock.budget:.0f} s (train.time_budget_s)', RunSliceDone)
+      if STOP.requested:
+        stop_here('stopped by a signal', KeyboardInterrupt)
+  finally:
+    it.close()
   writer.flush()
   return state
 
 
 def stage_optimizer_cfg(config, stage_name):
   return config.optimizer if stage_name == 'stage1' else config.refine.optimizer
-
-
-def _init_state(create: Callable, rng, mesh, cache_key: tuple):
-  """Builds a replicated state on every device, identically on every process.
-
-  Compiled with LLVM optimisations off: the ~200 RNG draws of the init take
-  minutes to optimise on CPU and run once (same values either way). The
-  compiled init is kept for later runs in this process with the same
-  `cache_key` (sweeps, tests).
-  """
-  init = _cached('init', cache_key, lambda: models.compile_fast(
-      jax.jit(create, out_shardings=NamedSharding(mesh, P())), rng))
-  return init(rng)
 
 
 # Jitted functions are reused across train_and_evaluate calls in one process
@@ -250,25 +377,42 @@ def _cached(kind: str, key: tuple, build: Callable):
   return _COMPILED[k]
 
 
+def _init_state(create: Callable, rng, mesh, cache_key: tuple):
+  """Builds a replicated state on every device, identically on every process.
+
+  Compiled with the backend's init options (platform.init_compiler_options:
+  LLVM optimisation off on CPU, where the ~200 RNG draws take minutes to
+  optimise; same values) and kept for later runs in this process.
+  """
+  init = _cached('init', cache_key, lambda: models.compile_init(
+      jax.jit(create, out_shardings=NamedSharding(mesh, P())), rng))
+  return init(rng)
+
+
+def _formulation(config, mesh):
+  return platform.formulation(config.get('platform'), sharding.backend(mesh))
+
+
 def _stage1_fns(config, mesh, num_steps):
   def build():
-    model = models.build_cosnet(config.model, axis_name=steps_lib.AXIS)
+    model = models.build_cosnet(config.model, axis_name=sharding.AXIS,
+                                formulation=_formulation(config, mesh))
     tx = state_lib.make_optimizer(config.optimizer, num_steps)
     return (model, tx, steps_lib.build_train_step(model, config, mesh),
-            steps_lib.build_eval_step(model, mesh))
-  key = (config.model.to_dict(), config.contrast.to_dict(),
-         config.optimizer.to_dict(), num_steps, [d.id for d in mesh.devices.flat])
+            eval_steps.build_eval_step(model, mesh, config.get('platform')))
+  key = (config.model.to_dict(), config.contrast.to_dict(), config.optimizer.to_dict(),
+         config.platform.to_dict(), num_steps, [d.id for d in mesh.devices.flat])
   return _cached('stage1', key, build)
 
 
 def _stage2_fns(config, mesh, num_steps, model):
   def build():
-    refiner = models.build_refiner(config.refine.model, axis_name=steps_lib.AXIS)
+    refiner = models.build_refiner(config.refine.model, axis_name=sharding.AXIS)
     tx = state_lib.make_optimizer(config.refine.optimizer, num_steps)
     return (refiner, tx, steps_lib.build_refine_step(model, refiner, config, mesh),
-            steps_lib.build_refine_eval_step(model, refiner, mesh))
-  key = (config.model.to_dict(), config.refine.to_dict(), num_steps, id(model),
-         [d.id for d in mesh.devices.flat])
+            eval_steps.build_refine_eval_step(model, refiner, mesh, config.get('platform')))
+  key = (config.model.to_dict(), config.refine.to_dict(), config.platform.to_dict(),
+         num_steps, id(model), [d.id for d in mesh.devices.flat])
   return _cached('stage2', key, build)
 
 
@@ -278,16 +422,15 @@ def initial_stage1_state(config, mesh, num_steps: int, shape=(32, 32)):
   create = lambda rng: state_lib.create_train_state(rng, model, config, shape,
                                                     num_steps, tx)
   key = ('stage1', config.model.to_dict(), config.contrast.to_dict(),
-         config.optimizer.to_dict(), num_steps, [d.id for d in mesh.devices.flat])
+         config.optimizer.to_dict(), config.platform.to_dict(), num_steps,
+         [d.id for d in mesh.devices.flat])
   return _init_state(create, jax.random.PRNGKey(config.seed), mesh, key)
 
 
-def build_stage1(config, workdir, mesh, info):
-  shape = input_shape(config, info)
-  num_train = data_lib.split_num_examples(config.data, config.data.train_split)
-  num_steps = num_train_steps(config.train, num_train)
+def build_stage1(config, workdir, mesh, plan: Plan):
+  num_steps = num_train_steps(config.train, plan.num_train)
   model, _, train_fn, predict = _stage1_fns(config, mesh, num_steps)
-  state = initial_stage1_state(config, mesh, num_steps, shape)
+  state = initial_stage1_state(config, mesh, num_steps, plan.train_size)
   ckpt = ckpt_lib.StageCheckpoints(workdir / 'checkpoints' / 'stage1')
   if ckpt.latest_step() is not None:
     state, step = ckpt.restore(state, 'latest')
@@ -298,8 +441,8 @@ def build_stage1(config, workdir, mesh, info):
     variables = models.load_pretrained_resnest(
         {'params': jax.device_get(state.params),
          'batch_stats': jax.device_get(state.batch_stats)}, config.model.pretrained)
-    state = state.replace(params=steps_lib.replicate(variables['params'], mesh),
-                          batch_stats=steps_lib.replicate(variables['batch_stats'], mesh))
+    state = state.replace(params=sharding.replicate(variables['params'], mesh),
+                          batch_stats=sharding.replicate(variables['batch_stats'], mesh))
   if ckpt.latest_step() is None:
     # Weights loaded from elsewhere: the average starts from them, not from init.
     state = state_lib.restart_ema(state)
@@ -310,24 +453,24 @@ def build_stage1(config, workdir, mesh, info):
       predict_fn=predict, select_output='coarse', ckpt=ckpt)
 
 
-def _init_from_run(state, run_dir: str, mesh):
-  """Stage-1 params and BN statistics from the best stage-1 checkpoint of
-  another run (e.g. synthetic pre-training); optimizer and memory bank start fresh."""
-  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
+def _init_from_run(state, run: str, mesh):
+  """Stage-1 params and BN statistics from another run's best stage-1 checkpoint
+  or a model file (e.g. synthetic pre-training); optimizer and bank start fresh."""
   try:
-    variables, _, used = inference.load_variables(run_dir, 'best')
-  except inference.CheckpointNotFoundError as e:
-    raise config_checks.ConfigError(f'config.model.init_from={run_dir!r}: {e}') from None
+    trained = trained_lib.load(run)
+  except (trained_lib.ModelFileError, FileNotFoundError) as e:
+    raise ConfigError(f'config.model.init_from={run!r}: {e}') from None
+  variables = trained.stage1
   for key in ('params', 'batch_stats'):
     want = jax.tree.map(lambda x: x.shape, getattr(state, key))  # no host copy
-    got = jax.tree.map(lambda x: x.shape, variables[key])
+    got = jax.tree.map(lambda x: np.shape(x), variables[key])
     if want != got:
-      raise config_checks.ConfigError(
-          f'config.model.init_from={run_dir!r}: its {key} do not match this '
+      raise ConfigError(
+          f'config.model.init_from={run!r}: its {key} do not match this '
           'config.model (a different model size?)')
-  logging.info('[stage1] initialised from %s (stage-1 step %s)', run_dir, used['stage1'])
-  return state.replace(params=steps_lib.replicate(variables['params'], mesh),
-                       batch_stats=steps_lib.replicate(variables['batch_stats'], mesh))
+  logging.info('[stage1] initialised from %s', run)
+  return state.replace(params=sharding.replicate(variables['params'], mesh),
+                       batch_stats=sharding.replicate(variables['batch_stats'], mesh))
 
 
 def stage1_variables(state) -> dict:
@@ -335,17 +478,15 @@ def stage1_variables(state) -> dict:
   return {'params': state_lib.inference_params(state), 'batch_stats': state.batch_stats}
 
 
-def build_stage2(config, workdir, mesh, info, model, stage1_vars):
-  shape = input_shape(config, info)
+def build_stage2(config, workdir, mesh, plan: Plan, model, stage1_vars):
   refine_train = ml_collections.ConfigDict({
       'num_steps': config.refine.num_steps, 'num_epochs': config.refine.num_epochs,
       'batch_size': config.refine.batch_size})
-  num_train = data_lib.split_num_examples(config.data, config.data.train_split)
-  num_steps = num_train_steps(refine_train, num_train)
+  num_steps = num_train_steps(refine_train, plan.num_train)
   if config.refine.num_steps == 0:
     num_steps = 0
   refiner, tx, step_fn, predict = _stage2_fns(config, mesh, max(num_steps, 1), model)
-  create = lambda rng: state_lib.create_refine_state(rng, refiner, config, shape,
+  create = lambda rng: state_lib.create_refine_state(rng, refiner, config, plan.train_size,
                                                      max(num_steps, 1), tx)
   key = ('stage2', config.model.to_dict(), config.refine.to_dict(), max(num_steps, 1),
          id(model), [d.id for d in mesh.devices.flat])
@@ -363,44 +504,56 @@ def build_stage2(config, workdir, mesh, info, model, stage1_vars):
       validate_start=bool(config.refine.get('select_start', True)))
 
 
-def _check_batch(batch_size: int, what: str):
-  n = jax.device_count()
-  if batch_size <= 0 or batch_size % n:
-    raise config_checks.ConfigError(
-        f'{what}={batch_size} must be a positive multiple of the number of '
-        f'devices ({n}: {jax.process_count()} process(es) x '
-        f'{jax.local_device_count()} local device(s))')
+def _write_parameter_table(workdir: pathlib.Path, state, config) -> None:
+  """workdir/params.txt (every parameter array) and one line on the console."""
+  from cosnet_jax.models import summary  # pylint: disable=g-import-not-at-top
+  params = jax.device_get(state.params)
+  text, total = summary.parameter_table(params)
+  (workdir / 'params.txt').write_text(text)
+  logging.info('model %s: %.2f M parameters (%s/params.txt)', config.model.name,
+               total / 1e6, workdir)
+
+
+def final_reports(config, workdir: pathlib.Path, plan: Plan) -> list[dict]:
+  """Evaluates the selected checkpoints on each final split (plan.final)."""
+  trained = trained_lib.from_workdir(workdir, 'best', config=config)
+  out = []
+  for _, cfg, split in plan.final:
+    tta = config.eval.get('tta', 'none')
+    data_cfg = evaluate_split.dataset_config(trained, base=cfg)
+    name = evaluate_split.report_name(data_cfg, split, tta)
+    out.append(evaluate_split.evaluate(trained, data_cfg, split, workdir / 'eval' / name,
+                                       tta=tta))
+  return out
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains both stages in `workdir` (resuming what is there) and evaluates.
 
   Returns:
-    dict with the final validation / test summaries that were computed.
+    {'stage1_step': selected stage-1 step, 'final': the first final report,
+     'reports': every final report}.
   """
+  clock = _Clock(config.train.get('time_budget_s', -1.0))
   workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
-  _check_batch(config.train.batch_size, 'config.train.batch_size')
-  _check_batch(config.refine.batch_size, 'config.refine.batch_size')
-  if config.eval.get('tta', 'none') not in tta_lib.MODES:   # fail now, not after training
-    raise config_checks.ConfigError(
-        f'config.eval.tta={config.eval.tta!r}: expected one of {sorted(tta_lib.MODES)}')
-  if jax.process_index() == 0:
+  plan = startup(config)
+  if workdir.exists():
     config_checks.check_resume_compatible(config, workdir)
-  mesh = steps_lib.make_mesh()
-  info = data_lib.dataset_info(config.data)
-  writer = metric_writers.create_default_writer(
-      str(workdir), just_logging=jax.process_index() > 0)
-  writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()
-                        if isinstance(v, (int, float, str, bool))})
+  for note in plan.notes:
+    logging.warning('%s', note)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if jax.process_index() == 0:
+    _write_run_files(config, workdir, plan)
+  mesh = sharding.make_mesh()
+  writer = writer_lib.create(workdir, jax.process_index())
+  writer.write_hparams({k: v for k, v in config_lib.flat_items(
+      config.to_dict()).items() if isinstance(v, (int, float, str, bool))})
   STOP.install()
   try:
-    model, stage1 = build_stage1(config, workdir, mesh, info)
-    if int(jax.device_get(stage1.state.step)) == 0:
-      logging.info('Stage-1 parameters:\n%s',
-                   parameter_overview.get_parameter_overview(
-                       jax.device_get(stage1.state.params)))
-    s1_state = _run_stage(stage1, config, mesh, writer, workdir)
+    model, stage1 = build_stage1(config, workdir, mesh, plan)
+    if int(jax.device_get(stage1.state.step)) == 0 and jax.process_index() == 0:
+      _write_parameter_table(workdir, stage1.state, config)
+    s1_state = _run_stage(stage1, config, plan, mesh, writer, clock)
     # Stage 2 starts from the stage-1 checkpoint selected on validation.
     s1_sel, s1_step = stage1.ckpt.restore(s1_state, 'best')
     s1_vars = stage1_variables(s1_sel)
@@ -408,23 +561,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     del s1_state
     result = {'stage1_step': s1_step}
     if config.refine.num_steps != 0:
-      stage2 = build_stage2(config, workdir, mesh, info, model, s1_vars)
-      _run_stage(stage2, config, mesh, writer, workdir)
+      stage2 = build_stage2(config, workdir, mesh, plan, model, s1_vars)
+      _run_stage(stage2, config, plan, mesh, writer, clock)
   finally:
     STOP.uninstall()
     writer.flush()
-  if config.eval.final_split:
-    from cosnet_jax import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-    result['final'] = evaluate_lib.run(workdir, split=config.eval.final_split,
-                                       checkpoint='best')
+  reports = final_reports(config, workdir, plan)
+  result['reports'] = reports
+  result['final'] = reports[0] if reports else None
   return result
-
-
-def _flatten(d: dict, prefix: str = '') -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out

@@ -2,7 +2,8 @@
 
 Every step is written for ONE device's slice of the global batch under the
 named mesh axis `AXIS` (pmap semantics), then mapped over a 1-D ('data',) mesh
-of all devices of all processes with `jax.shard_map` and jit-compiled.
+of all devices of all processes with `jax.shard_map` and jit-compiled
+(`sharding.data_parallel`). The eval-mode passes are in evaluation/steps.py.
 
 Why the losses are built from global sums: each device divides its local loss
 sum by the psum of the counts over all devices, and the gradients are psummed.
@@ -12,20 +13,19 @@ global index) a step computes the same numbers on 1 device or on N devices.
 """
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 from jax import lax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from cosnet_jax import contrast as contrast_lib
-from cosnet_jax.models import fast_conv
+from cosnet_jax import sharding
+from cosnet_jax.evaluation.steps import stage1_maps
+from cosnet_jax.sharding import AXIS
 from cosnet_jax.train import state as state_lib
 from cosnet_jax.train.state import RefineState, TrainState
-
-AXIS = 'data'
 _BRANCHES = ('thick', 'thin')
 
 
@@ -156,18 +156,6 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model,
   return new_state, metrics
 
 
-def eval_step(variables, batch, *, model):
-  """Stage-1 inference on this device's slice: probabilities [b, h, w, 1]."""
-  out = model.apply(variables, batch['image'], train=False, with_embeddings=False)
-  return {'thick': out['thick'], 'thin': out['thin'], 'coarse': out['coarse']}
-
-
-def _stage1_maps(stage1_vars, image, model):
-  out = model.apply(stage1_vars, image, train=False, with_embeddings=False)
-  return (lax.stop_gradient(out['thick']), lax.stop_gradient(out['thin']),
-          lax.stop_gradient(out['coarse']))
-
-
 def _prob_loss(prob, target, valid, kind):
   """Valid-weighted mean loss on probabilities (the refiner has no logits).
 
@@ -192,7 +180,7 @@ def refine_step(state: RefineState, stage1_vars, batch, *, model, refiner,
   The target is the full vessel mask (`mask`); loss = the configured
   segmentation loss on the refined probabilities (MSE, as the authors).
   """
-  thick, thin, _ = _stage1_maps(stage1_vars, batch['image'], model)
+  thick, thin, _ = stage1_maps(stage1_vars, batch['image'], model)
   valid = batch['valid']
 
   def loss_fn(params):
@@ -214,71 +202,18 @@ def refine_step(state: RefineState, stage1_vars, batch, *, model, refiner,
   return new_state, {'loss': loss, 'finite': ok.astype(jnp.float32)}
 
 
-def refine_eval_step(stage1_vars, refine_vars, batch, *, model, refiner):
-  """Stage 1 + refinement inference: coarse and refined maps [b, h, w, 1]."""
-  thick, thin, coarse = _stage1_maps(stage1_vars, batch['image'], model)
-  refined = refiner.apply(refine_vars, batch['image'], thick, thin, train=False)
-  return {'thick': thick, 'thin': thin, 'coarse': coarse, 'refined': refined}
-
-
 # ----------------------------------------------------------------- wrappers
-
-
-def make_mesh(devices=None) -> Mesh:
-  """1-D ('data',) mesh over all devices of all processes."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(list(devices), (AXIS,))
-
-
-def _data_parallel(fn, mesh, in_specs, out_specs, donate=(), mode='train'):
-  # check_vma=False: replicated outputs (state, metrics) are made identical by
-  # the explicit psum / all_gather collectives above, as under pmap.
-  mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
-                         check_vma=False)
-  # On CPU, convolutions stay on XLA's own kernels rather than YNNPACK, whose
-  # kernel gradients are slow; eval-mode passes (mode='infer') also leave
-  # reductions to XLA, faster at small batches (models/fast_conv.py; same
-  # numbers, tested).
-  options = fast_conv.xla_compiler_options(mesh.devices.flat[0].platform, mode)
-  return jax.jit(mapped, donate_argnums=donate, compiler_options=options)
 
 
 def build_train_step(model, config, mesh):
   """jit(shard_map(train_step)): (state, batch) -> (state, metrics); donates state."""
   fn = functools.partial(train_step, model=model, config=config)
-  return _data_parallel(fn, mesh, (P(), P(AXIS)), (P(), P()), donate=(0,))
-
-
-def build_eval_step(model, mesh):
-  fn = functools.partial(eval_step, model=model)
-  return _data_parallel(fn, mesh, (P(), P(AXIS)), P(AXIS), mode='infer')
+  return sharding.data_parallel(fn, mesh, (P(), P(AXIS)), (P(), P()), donate=(0,),
+                                platform_cfg=config.get('platform'))
 
 
 def build_refine_step(model, refiner, config, mesh):
+  """jit(shard_map(refine_step)): (state, stage-1 vars, batch) -> (state, metrics)."""
   fn = functools.partial(refine_step, model=model, refiner=refiner, config=config)
-  return _data_parallel(fn, mesh, (P(), P(), P(AXIS)), (P(), P()), donate=(0,))
-
-
-def build_refine_eval_step(model, refiner, mesh):
-  fn = functools.partial(refine_eval_step, model=model, refiner=refiner)
-  return _data_parallel(fn, mesh, (P(), P(), P(AXIS)), P(AXIS), mode='infer')
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a host-identical pytree on every device of the mesh (replicated).
-
-  Built from host numpy per process, which is valid across processes (a
-  device_put of a committed jax array onto a multi-process sharding is not).
-  """
-  sharding = NamedSharding(mesh, P())
-  def put(x):
-    x = jax.device_get(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-  return jax.tree.map(put, tree)
-
-
-def shard_batch(local_batch: dict, mesh: Mesh) -> dict:
-  """Per-process numpy batch -> global arrays sharded over the 'data' axis."""
-  sharding = NamedSharding(mesh, P(AXIS))
-  return {k: jax.make_array_from_process_local_data(sharding, v)
-          for k, v in local_batch.items()}
+  return sharding.data_parallel(fn, mesh, (P(), P(), P(AXIS)), (P(), P()), donate=(0,),
+                                platform_cfg=config.get('platform'))

@@ -1,0 +1,59 @@
+"""cosnet-crossdomain: every model on every held-out set in one markdown + JSON table."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cosnet_jax import cross_domain
+from cosnet_jax.data import testing
+from cosnet_jax.errors import UserError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_table_of_models_by_sets(tiny_run, tmp_path):
+  workdir, _ = tiny_run
+  a = testing.write_flat(str(tmp_path / 'a'), splits=(('test', 3),), size=48, seed=4)
+  b = testing.write_flat(str(tmp_path / 'b'), splits=(('test', 2),), size=64, seed=5)
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
+  out = tmp_path / 'table'
+  r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', f'--model={workdir}',
+                      f'--data={tmp_path / "no_shared_data_here"}', f'--folder=a={a}',
+                      f'--folder=b={b}:test@12.5', f'--out={out}', '--nohugepages'],
+                     env=env, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  table = json.loads(out.with_suffix('.json').read_text())
+  assert [s['key'] for s in table['sets']] == ['a', 'b'] and table['sets'][1]['spacing_um'] == 12.5
+  row = table['models'][0]
+  assert row['results']['a']['images'] == 3 and row['results']['b']['images'] == 2
+  dice = row['results']['a']['per_image_dice']
+  assert row['results']['a']['mean']['dice'] == pytest.approx(np.mean(list(dice.values())))
+  md = out.with_suffix('.md').read_text()
+  assert md.count('\n| ') == 2 and f"{row['results']['a']['mean']['dice']:.4f}" in md
+
+
+def test_folder_specs():
+  with pytest.raises(UserError, match='KEY=DIR'):
+    cross_domain.parse_folder('nodir')
+  with pytest.raises(UserError, match='does not exist'):
+    cross_domain.parse_folder('x=/no/such/folder')
+  with pytest.raises(UserError, match="spacing 'abc'"):
+    cross_domain.parse_folder(f'x={ROOT}@abc')
+  assert cross_domain.shared_sets('/no/such') == []
+
+
+SHARED = ROOT.parent / 'shared' / 'data'
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data absent')
+def test_shared_sets_hold_every_image_of_their_split():
+  from cosnet_jax.data import source  # pylint: disable=g-import-not-at-top
+  sets = {s.key: s for s in cross_domain.shared_sets(str(SHARED))}
+  assert sorted(sets) == ['octa500_3m_test', 'octa500_6m_sample', 'rossa_val']
+  counts = {k: source.split_num_examples(cross_domain.set_data_config(s), s.split)
+            for k, s in sets.items()}
+  assert counts == {'octa500_3m_test': 50, 'octa500_6m_sample': 5, 'rossa_val': 100}
