@@ -20,14 +20,10 @@ Argument keys: those of configs/octa500_3m.py (cpu, row, steps, ...), plus
 from cosnet_jax import recipes
 from cosnet_jax.data.config import SPACING_UM, mix_source
 
-# ROSSA's spacing is not published. A model trained on OCTA-500 3M scores best
-# on ROSSA val when ROSSA is enlarged about 1.1x more than 3M itself
-# (experiments/README.md, "Scale"): about 10.9 um per pixel.
-ROSSA_SPACING_UM = 10.9
-# The network's spacing: 3M enlarged 1.25x, where a 3M model scores best on
-# 3M val, the 6M sample and ROSSA val alike (a stride-32 network resolves the
-# thinnest large vessels better at a finer grid).
-TARGET_SPACING_UM = SPACING_UM['octa500/3m'] / 1.25
+# The network's spacing: OCTA-500 3M's. Training at 3M enlarged 1.25x (where a
+# 3M-only model peaks at inference) lowered 3M test, the 6M sample and ROSSA
+# val alike (experiments/README.md, "Scale").
+TARGET_SPACING_UM = SPACING_UM['octa500/3m']
 
 
 def get_config(arg=None):
@@ -43,11 +39,11 @@ def get_config(arg=None):
   c.data.spacing_um = SPACING_UM['octa500/3m']
   c.data.weight = 0.5
   c.data.mix.rossa = mix_source('rossa', weight=0.25 if v.sam else 0.5,
-                                spacing_um=ROSSA_SPACING_UM,
+                                spacing_um=SPACING_UM['rossa'],
                                 train_split='train_manual[:90]', val_split='train_manual[90:]',
                                 test_split='val')
   if v.sam:
-    c.data.mix.rossa_sam = mix_source('rossa', weight=0.25, spacing_um=ROSSA_SPACING_UM,
+    c.data.mix.rossa_sam = mix_source('rossa', weight=0.25, spacing_um=SPACING_UM['rossa'],
                                       train_split='train_sam', val_split='', test_split='')
   if v.spacing:
     c.data.target_spacing_um = TARGET_SPACING_UM

@@ -6,7 +6,9 @@ uses val (decided and logged at the start). Arguments as configs/octa500_3m.py.
       --config.data.root=/path/to/ROSSA
 """
 from cosnet_jax import recipes
+from cosnet_jax.data.config import SPACING_UM
 
 
 def get_config(arg=None):
-  return recipes.dataset_config('rossa', arg, train_split='train_manual')
+  return recipes.dataset_config('rossa', arg, train_split='train_manual',
+                                spacing_um=SPACING_UM['rossa'])

@@ -30,9 +30,6 @@ from cosnet_jax.data.config import SPACING_UM, default_data_config
 from cosnet_jax.errors import UserError
 
 FLAGS = flags.FLAGS
-# ROSSA's pixel spacing is not published; this is the value that fits a 3M
-# model best on ROSSA val (experiments/README.md, "Scale").
-ROSSA_SPACING_UM = 3000.0 / 304 * 1.25
 METRICS = ('dice', 'sen', 'spe', 'auc', 'cldice')
 
 
@@ -55,7 +52,7 @@ def shared_sets(data_dir: str) -> list[HeldOut]:
       HeldOut('octa500_6m_sample', 'octa500/6m_ilm_opl_largevessel',
               str(d / 'OCTA-500-official-sample'), 'train', SPACING_UM['octa500/6m'],
               'OCTA-500 6M release sample'),
-      HeldOut('rossa_val', 'rossa', str(d / 'ROSSA'), 'val', ROSSA_SPACING_UM, 'ROSSA val'),
+      HeldOut('rossa_val', 'rossa', str(d / 'ROSSA'), 'val', SPACING_UM['rossa'], 'ROSSA val'),
   ]
   return [s for s in sets if os.path.isdir(s.root)]
 
@@ -134,8 +131,9 @@ def markdown(table: dict) -> str:
 
 def define_flags():
   flags.DEFINE_multi_string('model', [], 'A model file, shipped name or workdir (repeatable).')
-  flags.DEFINE_string('data', '../shared/data', 'Folder holding OCTA500_3M, '
-                      'OCTA-500-official-sample and ROSSA (those present are used).')
+  flags.DEFINE_string('data', None, 'Folder holding OCTA500_3M (flat layout), '
+                      'OCTA-500-official-sample (the release layout, OCTA_6M) and ROSSA '
+                      '(those present are used).')
   flags.DEFINE_multi_string('folder', [], 'More held-out sets: KEY=DIR[:SPLIT][@SPACING_UM].')
   flags.DEFINE_string('out', None, 'Output path without extension (.md and .json written).')
   flags.DEFINE_string('tta', 'none', "Test-time augmentation of every model: 'none', "
@@ -150,9 +148,16 @@ def main(argv):
     raise UserError('give at least one --model')
   if not FLAGS.out:
     raise UserError('--out is required')
-  sets = shared_sets(FLAGS.data) + [parse_folder(f) for f in FLAGS.folder]
+  if FLAGS.data is None and not FLAGS.folder:
+    raise UserError('give --data=DIR (a folder holding OCTA500_3M, '
+                    'OCTA-500-official-sample, ROSSA) and/or --folder KEY=DIR')
+  if FLAGS.data is not None and not os.path.isdir(FLAGS.data):
+    raise UserError(f'--data={FLAGS.data!r}: no such folder')
+  sets = ((shared_sets(FLAGS.data) if FLAGS.data else [])
+          + [parse_folder(f) for f in FLAGS.folder])
   if not sets:
-    raise UserError(f'no held-out set found under --data={FLAGS.data!r} and no --folder')
+    raise UserError(f'no held-out set found under --data={FLAGS.data!r} (expected '
+                    'OCTA500_3M, OCTA-500-official-sample or ROSSA in it) and no --folder')
   table = evaluate_models(FLAGS.model, sets, tta=FLAGS.tta, rescale=FLAGS.rescale)
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)

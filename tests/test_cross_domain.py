@@ -22,7 +22,7 @@ def test_table_of_models_by_sets(tiny_run, tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
   out = tmp_path / 'table'
   r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', f'--model={workdir}',
-                      f'--data={tmp_path / "no_shared_data_here"}', f'--folder=a={a}',
+                      f'--folder=a={a}',
                       f'--folder=b={b}:test@12.5', f'--out={out}', '--nohugepages'],
                      env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
@@ -44,6 +44,16 @@ def test_folder_specs():
   with pytest.raises(UserError, match="spacing 'abc'"):
     cross_domain.parse_folder(f'x={ROOT}@abc')
   assert cross_domain.shared_sets('/no/such') == []
+
+
+def test_a_missing_data_folder_is_one_line(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
+  for args, says in (([], '--data=DIR'), ([f'--data={tmp_path / "nope"}'], 'no such folder'),
+                     ([f'--data={tmp_path}'], 'no held-out set found')):
+    r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', '--model=x',
+                        f'--out={tmp_path / "t"}', '--nohugepages', *args],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 
 SHARED = ROOT.parent / 'shared' / 'data'

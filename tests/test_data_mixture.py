@@ -1,6 +1,7 @@
 """Split expressions and hold-outs, dataset mixtures, spacing and random rescaling,
 the scanner-like intensity augmentations, and spacing-aware evaluation batches."""
 import math
+import os
 
 import ml_collections
 import numpy as np
@@ -130,6 +131,26 @@ def test_each_intensity_augmentation_alone():
   aug.blur_prob = 1.0
   out = augment.intensity(value, valid, np.random.default_rng(2), aug)
   assert out[:, :-6].std() < value[:, :-6].std()          # blur smooths
+  # Low resolution: a factor-2 coarser sampling of a checkerboard of 1-pixel
+  # squares leaves about its mean; a smooth ramp passes nearly unchanged.
+  board = ((np.indices((32, 32)).sum(0) % 2) * 0.8 + 0.1).astype(np.float32)
+  np.testing.assert_allclose(augment.lowres(board, 2.0)[4:-4, 4:-4], 0.5, atol=0.02)
+  ramp = np.tile(np.linspace(0.2, 0.8, 32, dtype=np.float32), (32, 1))
+  np.testing.assert_allclose(augment.lowres(ramp, 2.0)[:, 4:-4], ramp[:, 4:-4], atol=0.01)
+  aug = data_config.default_augment_config()
+  aug.lowres_prob, aug.lowres_factor = 1.0, (2.0, 2.0)
+  out = augment.intensity(value, valid, np.random.default_rng(3), aug)
+  rng3 = np.random.default_rng(3)
+  rng3.uniform()                                         # the probability draw
+  factor = rng3.uniform(2.0, 2.0)
+  np.testing.assert_allclose(out, np.clip(augment.lowres(value, factor), 0, 1) * valid,
+                             atol=1e-6)
+  names = data_config.default_data_config()
+  data_config.enable_intensity_augmentations(names, 'all+lowres')
+  assert names.augment.lowres_prob > 0 and names.augment.stripes_prob > 0
+  names = data_config.default_data_config()
+  data_config.enable_intensity_augmentations(names, 'all')
+  assert names.augment.lowres_prob == 0 and names.augment.gamma > 0
   with pytest.raises(ConfigError, match="unknown 'sharpen'"):
     data_config.enable_intensity_augmentations(data_config.default_data_config(), 'sharpen')
 
@@ -184,3 +205,14 @@ def test_eval_batches_resample_to_the_models_spacing_and_keep_the_original(two_f
   lab = (np.arange(16).reshape(4, 4) % 3).astype(np.uint8)
   np.testing.assert_array_equal(pipeline.resize_nearest(lab, (8, 8)),
                                 np.repeat(np.repeat(lab, 2, 0), 2, 1))
+
+
+def test_a_mix_source_without_a_root_names_its_own_field(two_folders):
+  from cosnet_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.data.errors import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
+  two_folders.mix.b.root = ''
+  (_, first), (_, second) = data_config.sources(two_folders)
+  assert prepare.require_root(first) == os.path.abspath(two_folders.root)
+  with pytest.raises(DatasetNotFoundError,
+                     match=r'config\.data\.mix\.b\.root is empty: set --config\.data\.mix\.b\.root'):
+    prepare.require_root(second)

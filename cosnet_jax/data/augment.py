@@ -12,7 +12,8 @@ Output arrays have size ``out_hw`` >= the crop (the extra rows / columns at the
 bottom / right are padding, valid = 0).
 
 After the resampling, `intensity` applies the scanner-like augmentations of
-`data.augment` (gamma, blur, speckle noise, stripes) to the image only. Every
+`data.augment` (gamma, blur, speckle noise, stripes, low resolution) to the
+image only. Every
 draw is made from the example's generator in a fixed order, and a setting
 that is off draws nothing, so switching one off reproduces the streams of a
 config without it.
@@ -188,9 +189,29 @@ def intensity(value: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
     for _ in range(int(rng.integers(1, int(aug_cfg.stripes_max) + 1))):
       row, rows = int(rng.integers(0, h)), int(rng.integers(1, 5))
       out[row:row + rows] = out[row:row + rows] + np.float32(rng.uniform(-0.3, 0.3))
+  if (float(aug_cfg.get('lowres_prob', 0.0)) > 0
+      and rng.uniform() < float(aug_cfg.lowres_prob)):
+    lo, hi = aug_cfg.lowres_factor
+    out = lowres(out, float(rng.uniform(lo, hi)))
   if out is value:
     return value
   return (np.clip(out, 0, 1) * valid).astype(np.float32)
+
+
+def lowres(value: np.ndarray, factor: float) -> np.ndarray:
+  """float32 [h, w] sampled `factor` times more coarsely, then back to [h, w].
+
+  Area-averaged down-sampling (PIL's bilinear filter widens with the
+  factor), bilinear up-sampling: the look of a scan whose pixel spacing is
+  `factor` times larger (a wider field of view at the same number of A-scans)
+  after it was resampled to the model's spacing.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  h, w = value.shape
+  small = (max(int(round(w / factor)), 1), max(int(round(h / factor)), 1))
+  im = Image.fromarray(np.asarray(value, np.float32), mode='F')
+  return np.asarray(im.resize(small, Image.BILINEAR).resize((w, h), Image.BILINEAR),
+                    np.float32)
 
 
 def augment(image_u8, labels, vessel_index, rng, data_cfg, out_hw, scale: float = 1.0):

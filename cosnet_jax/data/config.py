@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import ml_collections
 
-# Pixel spacing (micrometres per pixel) of the datasets whose field of view is
-# published: OCTA-500 3M is 3 x 3 mm at 304 px, 6M 6 x 6 mm at 400 px.
+# Pixel spacing (micrometres per pixel) of the datasets: OCTA-500 3M is
+# 3 x 3 mm at 304 px, 6M 6 x 6 mm at 400 px (published). ROSSA's is not
+# published; its vessels have 3M's width in pixels, so 3M's spacing is
+# assumed: a model trained on 3M alone scores 0.801 / 0.832 / 0.857 / 0.861 /
+# 0.857 Dice on ROSSA val with the images resampled by 0.8 / 0.95 / 1 / 1.25 /
+# 1.5, and peaks at the same 1.25 on 3M val (experiments/README.md, "Scale").
 SPACING_UM = {
     'octa500/3m': 3000.0 / 304,
     'octa500/6m': 6000.0 / 400,
+    'rossa': 3000.0 / 304,
 }
 
 
@@ -22,7 +27,9 @@ def known_spacing(name: str) -> float:
 # data.scale_range of the `scale_aug` config variant: random isotropic
 # rescaling by a factor drawn log-uniformly in this range.
 SCALE_AUG_RANGE = (0.7, 1.5)
-INTENSITY_AUGMENTATIONS = ('gamma', 'blur', 'noise', 'stripes')
+INTENSITY_AUGMENTATIONS = ('gamma', 'blur', 'noise', 'stripes', 'lowres')
+# What the spec 'all' switches on ('lowres' is named on its own).
+ALL_INTENSITY = ('gamma', 'blur', 'noise', 'stripes')
 
 
 def default_augment_config() -> ml_collections.ConfigDict:
@@ -36,6 +43,10 @@ def default_augment_config() -> ml_collections.ConfigDict:
   stripes_prob, stripes_max: with this probability 1..stripes_max horizontal
     bands of 1-4 rows brightened or darkened (motion / projection artefacts
     of the en-face scan).
+  lowres_prob, lowres_factor: with this probability the image is sampled a
+    factor (uniform in the range) more coarsely and back (augment.lowres: a
+    wider field of view at the same number of A-scans, e.g. OCTA-500 6M's
+    15 um pixels resampled to 3M's 9.9).
   """
   a = ml_collections.ConfigDict()
   a.gamma = 0.0
@@ -45,14 +56,17 @@ def default_augment_config() -> ml_collections.ConfigDict:
   a.noise_std = (0.05, 0.25)
   a.stripes_prob = 0.0
   a.stripes_max = 3
+  a.lowres_prob = 0.0
+  a.lowres_factor = (1.25, 2.0)
   return a
 
 
 def enable_intensity_augmentations(data_cfg: ml_collections.ConfigDict, spec: str) -> None:
-  """Switches on the augmentations named in `spec` ('gamma+blur', 'all')."""
+  """Switches on the augmentations named in `spec` ('gamma+blur', 'all', 'all+lowres')."""
   from cosnet_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  names = INTENSITY_AUGMENTATIONS if spec == 'all' else tuple(
-      n.strip() for n in spec.split('+') if n.strip())
+  names = []
+  for n in (n.strip() for n in spec.split('+')):
+    names += list(ALL_INTENSITY) if n == 'all' else [n] if n else []
   for n in names:
     if n not in INTENSITY_AUGMENTATIONS:
       raise ConfigError(f'config argument intensity_aug={spec!r}: unknown {n!r}; known: '
@@ -66,6 +80,8 @@ def enable_intensity_augmentations(data_cfg: ml_collections.ConfigDict, spec: st
     a.noise_prob = 0.3
   if 'stripes' in names:
     a.stripes_prob = 0.2
+  if 'lowres' in names:
+    a.lowres_prob = 0.3
 
 
 # Fields a `config.data.mix.<key>` source sets for itself; everything else
@@ -211,6 +227,7 @@ def sources(data_cfg) -> list[tuple[str, ml_collections.ConfigDict]]:
       if value is not None:
         d[field] = value
     d['key'] = key
+    d['config_path'] = f'config.data.mix.{key}'   # for messages about its fields
     if key in [k for k, _ in out]:
       raise ConfigError(f'config.data.mix.{key}: the key is used twice')
     out.append((key, ml_collections.ConfigDict(d)))

@@ -107,10 +107,11 @@ def require_root(data_cfg) -> str:
   """The dataset folder, or a DatasetNotFoundError saying which flag sets it."""
   base, _ = parse_name(data_cfg.name)
   root = data_cfg.root
+  field = data_cfg.get('config_path', 'config.data')
   if not root:
     where = (f' (download: {DOWNLOAD[base]})' if base in DOWNLOAD else '')
     raise DatasetNotFoundError(
-        f'config.data.root is empty: set --config.data.root=DIR to the {base} dataset '
+        f'{field}.root is empty: set --{field}.root=DIR to the {base} dataset '
         f'folder{where}\n{INSTRUCTIONS[base]}')
   return os.path.abspath(os.path.expanduser(root))
 

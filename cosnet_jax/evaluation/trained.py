@@ -141,6 +141,24 @@ def load(name_or_path: str | os.PathLike, checkpoint: str | int = 'best') -> Tra
                        f'shipped model name (shipped: {names})')
 
 
+# Folders of the machine a model was trained on: not stored in a model file
+# (a shared file should not carry its author's file system layout).
+PATH_FIELDS = ('root', 'cache_dir', 'tfds_dir')
+
+
+def strip_paths(config: dict) -> dict:
+  """The config dict with data.root (also of each data.mix entry) and cache folders blanked."""
+  data = config.get('data', {})
+  for d in [data] + list((data.get('mix') or {}).values()):
+    for f in PATH_FIELDS:
+      if f in d:
+        d[f] = ''
+  for f in ('init_from', 'pretrained'):
+    if config.get('model', {}).get(f):
+      config['model'][f] = ''
+  return config
+
+
 def _param_bytes(tree: Any) -> int:
   return int(sum(np.asarray(x).nbytes for x in jax.tree.leaves(tree)))
 
@@ -168,7 +186,9 @@ def export(trained: TrainedModel, path: str | os.PathLike, extra_meta: dict | No
       'threshold': c.eval.threshold,
   })
   meta.update(extra_meta or {})
-  config = json.loads(c.to_json_best_effort())
+  if meta.get('workdir'):
+    meta['workdir'] = pathlib.Path(meta['workdir']).name
+  config = strip_paths(json.loads(c.to_json_best_effort()))
   size = model_file.write(path, trees, config, meta)
   weights = _param_bytes(trees)
   return {'bytes': size, 'weight_bytes': weights, 'ratio': size / max(weights, 1)}
