@@ -38,6 +38,9 @@ def setup(verbosity: int = 0) -> None:
   handler = logging.get_absl_handler()
   if verbosity >= 1:
     return
+  # TensorFlow (imported later by clu's event writer, where installed) prints
+  # its C++ INFO lines at import unless told otherwise before it.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   logging.set_verbosity(logging.INFO)
   handler.addFilter(_Filter())
   handler.setFormatter(_Short())

@@ -2,7 +2,7 @@ r"""One table of trained models on every held-out OCTA set available: `cosnet-cr
 
   cosnet-crossdomain --model octa500-3m --model runs/general --data ../shared/data \
       --out experiments/results/cross_domain
-  cosnet-crossdomain --model my.cosnet --folder mine=/path/to/folder:test@12.5 --out t
+  cosnet-crossdomain --model mine=my.cosnet --folder mine=/path/to/folder:test@12.5 --out t
 
 Sets, where their folder exists under `--data` (the layout of ../shared/data):
   octa500_3m_test    OCTA-500 3M test split (50 images, 304 px, 9.87 um/px)
@@ -77,6 +77,14 @@ def parse_folder(spec: str) -> HeldOut:
   return HeldOut(key, 'octa_folder', root, split, spacing, f'{key} ({root})')
 
 
+def parse_model(spec: str) -> tuple[str, str]:
+  """'LABEL=MODEL' or 'MODEL' -> (label for the table, model file / name / workdir)."""
+  label, eq, source = spec.partition('=')
+  if eq and label and '/' not in label and not os.path.exists(spec):
+    return label, source
+  return spec, spec
+
+
 def set_data_config(s: HeldOut):
   """The data config of a held-out set: every image of its split, no hold-out."""
   base = default_data_config()
@@ -86,14 +94,17 @@ def set_data_config(s: HeldOut):
 
 
 def evaluate_models(models: list[str], sets: list[HeldOut], *, tta: str = 'none',
-                    rescale: bool = True) -> dict:
+                    rescale: bool = True, stage1_only: bool = False) -> dict:
   """{'sets': [...], 'models': [{'model', 'results': {set: {...}}}]}."""
   from cosnet_jax.evaluation import evaluate_split, metrics as metrics_lib, trained as trained_lib  # pylint: disable=g-import-not-at-top
   table = {'sets': [dataclasses.asdict(s) for s in sets], 'tta': tta, 'rescale': rescale,
-           'models': []}
-  for source in models:
+           'stage1_only': stage1_only, 'models': []}
+  for spec in models:
+    label, source = parse_model(spec)
     trained = trained_lib.load(source)
-    row = {'model': source, 'spacing_um': trained.spacing_um, 'results': {}}
+    if stage1_only:   # the first stage's map (ablation row d of a row e run)
+      trained = dataclasses.replace(trained, stage2=None)
+    row = {'model': label, 'source': source, 'spacing_um': trained.spacing_um, 'results': {}}
     for s in sets:
       base = set_data_config(s)
       data_cfg = evaluate_split.dataset_config(trained, s.name, s.root,
@@ -116,8 +127,10 @@ def evaluate_models(models: list[str], sets: list[HeldOut], *, tta: str = 'none'
 def markdown(table: dict) -> str:
   sets = table['sets']
   head = '| model | ' + ' | '.join(f"{s['description']} ({s['split']})" for s in sets) + ' |'
+  stage = ', first stage only' if table.get('stage1_only') else ''
   lines = [f"Mean per-image Dice (Otsu threshold, test-time augmentation: {table['tta']}, "
-           f"resampled to the model's spacing: {'yes' if table['rescale'] else 'no'}).", '',
+           f"resampled to the model's spacing: {'yes' if table['rescale'] else 'no'}"
+           f"{stage}).", '',
            head, '|' + '---|' * (len(sets) + 1)]
   for row in table['models']:
     cells = []
@@ -130,7 +143,8 @@ def markdown(table: dict) -> str:
 
 
 def define_flags():
-  flags.DEFINE_multi_string('model', [], 'A model file, shipped name or workdir (repeatable).')
+  flags.DEFINE_multi_string('model', [], 'A model file, shipped name or workdir, optionally '
+                            'LABEL=MODEL (the label names its row; repeatable).')
   flags.DEFINE_string('data', None, 'Folder holding OCTA500_3M (flat layout), '
                       'OCTA-500-official-sample (the release layout, OCTA_6M) and ROSSA '
                       '(those present are used).')
@@ -139,6 +153,8 @@ def define_flags():
   flags.DEFINE_string('tta', 'none', "Test-time augmentation of every model: 'none', "
                       "'hflip', 'flips', 'flips_shifts'.")
   flags.DEFINE_bool('rescale', True, "Resample sets of known spacing to each model's.")
+  flags.DEFINE_bool('stage1_only', False, 'Score the first stage\'s map (without the '
+                    'refinement stage) of every model.')
 
 
 def main(argv):
@@ -158,7 +174,8 @@ def main(argv):
   if not sets:
     raise UserError(f'no held-out set found under --data={FLAGS.data!r} (expected '
                     'OCTA500_3M, OCTA-500-official-sample or ROSSA in it) and no --folder')
-  table = evaluate_models(FLAGS.model, sets, tta=FLAGS.tta, rescale=FLAGS.rescale)
+  table = evaluate_models(FLAGS.model, sets, tta=FLAGS.tta, rescale=FLAGS.rescale,
+                          stage1_only=FLAGS.stage1_only)
   out = pathlib.Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix('.json').write_text(json.dumps(table, indent=1) + '\n')

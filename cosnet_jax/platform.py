@@ -133,24 +133,6 @@ def init_compiler_options(backend: str) -> Optional[dict]:
   return dict(CPU_INIT_COMPILER_OPTIONS) if backend == 'cpu' else None
 
 
-def jit_init(fn, backend: str):
-  """`jax.jit(fn)`, compiled with init_compiler_options on first call per shape."""
-  import jax  # pylint: disable=g-import-not-at-top
-  jitted = jax.jit(fn)
-  options = init_compiler_options(backend)
-  if options is None:
-    return jitted
-  compiled = {}
-
-  def call(*args):
-    key = tuple((getattr(a, 'shape', None), str(getattr(a, 'dtype', type(a))))
-                for a in jax.tree.leaves(args))
-    if key not in compiled:
-      compiled[key] = jitted.lower(*args).compile(compiler_options=options)
-    return compiled[key](*args)
-  return call
-
-
 # ------------------------------------------------------------- huge pages
 
 HUGEPAGES_TUNABLE = 'glibc.malloc.hugetlb'

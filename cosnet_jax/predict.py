@@ -24,9 +24,7 @@ import pathlib
 import sys
 import time
 
-import numpy as np
 from absl import flags
-from PIL import Image
 
 from cosnet_jax import cli
 from cosnet_jax.data.errors import DataError
@@ -59,9 +57,8 @@ def list_inputs(path: str) -> list[pathlib.Path]:
 
 def write_outputs(out_dir: pathlib.Path, stem: str, image, prob, mask) -> None:
   from cosnet_jax.evaluation import report  # pylint: disable=g-import-not-at-top
-  Image.fromarray((mask.astype(np.uint8) * 255)).save(out_dir / f'{stem}_mask.png')
-  Image.fromarray(np.round(np.clip(prob, 0, 1) * 65535).astype(np.uint16)).save(
-      out_dir / f'{stem}_prob.png')
+  report.save_mask_png(out_dir / f'{stem}_mask.png', mask)
+  report.save_probability_png(out_dir / f'{stem}_prob.png', prob)
   report.save_overlay(out_dir / f'{stem}_overlay.png', image, mask)
 
 

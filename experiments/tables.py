@@ -2,6 +2,7 @@ r"""The README tables from the committed results (experiments/results/).
 
   python experiments/tables.py                   # every table, markdown
   python experiments/tables.py octa500_3m_6000   # one
+  python experiments/tables.py octa_general      # rows of the mixture, every held-out set
 
 Each results/<table>/<row>-s<seed>/ holds a run's final report (metrics.json:
 the refined output, metrics_coarse.json: stage 1) and run.json (the command
@@ -9,6 +10,11 @@ and machine). Row (d) is row (e)'s stage-1 output (the same run). Per table:
 mean ± std over seeds of the per-image mean Dice on the report's split, the
 number of seeds, and each row against row (a): Welch's t over seeds and the
 number of images a row's seed-mean beats row (a)'s on.
+
+A table whose runs hold cross_domain.json (`cosnet-crossdomain` of the run)
+instead of metrics.json is read per held-out set: mean ± std over seeds of
+each set's mean per-image Dice, and each row against row (a) with Welch's t.
+Row (d) there is the same config without its refinement stage.
 """
 from __future__ import annotations
 
@@ -67,10 +73,42 @@ def table(name: str) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def cross_domain_table(name: str) -> str:
+  """Rows x held-out sets from results/<name>/<row>-s<seed>/cross_domain.json."""
+  rows: dict = {}
+  sets: list = []
+  for run in sorted((RESULTS / name).iterdir()):
+    f = run / 'cross_domain.json'
+    if not f.is_file():
+      continue
+    t = json.loads(f.read_text())
+    sets = sets or [(s['key'], s['description']) for s in t['sets']]
+    res = t['models'][0]['results']
+    rows.setdefault(run.name.split('-s')[0], []).append(
+        {k: res[k]['mean']['dice'] for k, _ in sets if k in res})
+  head = '| row | seeds | ' + ' | '.join(d for _, d in sets) + ' |'
+  lines = [f'### {name}', '', head, '|---|---|' + '---|' * len(sets)]
+  for r in sorted(rows):
+    cells = []
+    for k, _ in sets:
+      v = [x[k] for x in rows[r] if k in x]
+      cell = f'{np.mean(v):.4f}' + (f' ± {np.std(v, ddof=1):.4f}' if len(v) > 1 else '')
+      if 'a' in rows and r != 'a':
+        ref = [x[k] for x in rows['a'] if k in x]
+        cell += f' ({np.mean(v) - np.mean(ref):+.4f}, t {welch_t(v, ref):.2f})'
+      cells.append(cell)
+    lines.append(f'| {r} | {len(rows[r])} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def main(argv) -> None:
   names = argv or sorted(p.name for p in RESULTS.iterdir()
-                         if p.is_dir() and p.name.startswith('octa500_3m'))
-  print('\n'.join(table(n) for n in names))
+                         if p.is_dir() and p.name.startswith(('octa500_3m', 'octa_general')))
+  out = []
+  for n in names:
+    has_metrics = any((RESULTS / n).glob('*/metrics.json'))
+    out.append(table(n) if has_metrics else cross_domain_table(n))
+  print('\n'.join(out))
 
 
 if __name__ == '__main__':

@@ -107,6 +107,15 @@ def test_install_train_export_predict_without_tensorflow(venv, tmp_path):
     pa = np.asarray(Image.open(work / 'from_file' / f's{i}_prob.png'))
     pb = np.asarray(Image.open(work / 'from_run' / f's{i}_prob.png'))
     np.testing.assert_array_equal(pa, pb)
+  # The shipped models, by name, right after the install: no training, no download.
+  shipped = sorted(p.name for p in (ROOT / 'cosnet_jax' / 'weights').glob('*.cosnet'))
+  assert shipped, 'no model in cosnet_jax/weights'
+  for name in shipped:
+    r = _run(venv, 'cosnet-predict', f'--model={name[:-len(".cosnet")]}', '--input=scans',
+             f'--output=shipped_{name}', '--nohugepages', cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    mask = np.asarray(Image.open(work / f'shipped_{name}' / 's1_mask.png'))
+    assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}
   # A shipped config by name, from this directory: its keys are checked before anything runs.
   r = _run(venv, 'cosnet-train', '--config=octa500_3m:cpu', '--workdir=x',
            '--config.data.rooot=1', '--nohugepages', cwd=work)

@@ -21,7 +21,7 @@ def test_table_of_models_by_sets(tiny_run, tmp_path):
   b = testing.write_flat(str(tmp_path / 'b'), splits=(('test', 2),), size=64, seed=5)
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
   out = tmp_path / 'table'
-  r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', f'--model={workdir}',
+  r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', f'--model=tiny={workdir}',
                       f'--folder=a={a}',
                       f'--folder=b={b}:test@12.5', f'--out={out}', '--nohugepages'],
                      env=env, capture_output=True, text=True, timeout=600)
@@ -29,11 +29,13 @@ def test_table_of_models_by_sets(tiny_run, tmp_path):
   table = json.loads(out.with_suffix('.json').read_text())
   assert [s['key'] for s in table['sets']] == ['a', 'b'] and table['sets'][1]['spacing_um'] == 12.5
   row = table['models'][0]
+  assert row['model'] == 'tiny' and row['source'] == str(workdir)
   assert row['results']['a']['images'] == 3 and row['results']['b']['images'] == 2
   dice = row['results']['a']['per_image_dice']
   assert row['results']['a']['mean']['dice'] == pytest.approx(np.mean(list(dice.values())))
   md = out.with_suffix('.md').read_text()
   assert md.count('\n| ') == 2 and f"{row['results']['a']['mean']['dice']:.4f}" in md
+  assert '| tiny |' in md
 
 
 def test_folder_specs():
@@ -67,3 +69,21 @@ def test_shared_sets_hold_every_image_of_their_split():
   counts = {k: source.split_num_examples(cross_domain.set_data_config(s), s.split)
             for k, s in sets.items()}
   assert counts == {'octa500_3m_test': 50, 'octa500_6m_sample': 5, 'rossa_val': 100}
+
+
+def test_stage1_only_scores_the_first_stages_map(tiny_run, tmp_path):
+  from cosnet_jax.evaluation import evaluate_split, metrics, trained as trained_lib  # pylint: disable=g-import-not-at-top
+  workdir, _ = tiny_run
+  a = testing.write_flat(str(tmp_path / 'a'), splits=(('test', 2),), size=48, seed=4)
+  held = cross_domain.parse_folder(f'a={a}')
+  both = cross_domain.evaluate_models([str(workdir)], [held])
+  first = cross_domain.evaluate_models([str(workdir)], [held], stage1_only=True)
+  assert first['stage1_only'] and not both['stage1_only']
+  trained = trained_lib.load(str(workdir))
+  data_cfg = evaluate_split.dataset_config(trained, held.name, held.root, 0.0,
+                                           base=cross_domain.set_data_config(held))
+  pred = evaluate_split.predict(trained, data_cfg, held.split)
+  for key, got in (('coarse', first), ('refined', both)):
+    want = {r['id']: metrics.image_metrics(r[key], r['mask'], None)['dice']
+            for r in pred['results']}
+    assert got['models'][0]['results']['a']['per_image_dice'] == pytest.approx(want)

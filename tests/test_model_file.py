@@ -98,18 +98,31 @@ def test_every_shipped_model_loads_and_says_what_it_is():
     assert trained.stage2 is not None and trained.meta['training_data'], name
 
 
-@pytest.mark.skipif(not (SHARED / 'OCTA500_3M').is_dir()
-                    or 'octa500-3m' not in trained_lib.shipped_models(),
-                    reason='shared OCTA data or the shipped model absent')
-def test_shipped_octa500_3m_segments_real_images():
-  # Floor 0.85: the model's test-split mean is 0.885 with a per-image std of
-  # 0.024; every one of its 50 test images scores above 0.80.
-  seg = inference.Segmenter.from_pretrained('octa500-3m')
+# Per-image Dice of the shipped models on these images (cosnet-crossdomain,
+# experiments/results/cross_domain/*.json): 3M test 10451 / 10475 / 10500 at
+# 0.908-0.920, the 6M subject 10001 (given its 6 mm field of view) 0.844 /
+# 0.860, ROSSA val 101 0.900 / 0.902. The floors sit 0.03-0.05 below: a model
+# that lost its preprocessing, spacing or refinement stage drops far more
+# (a 3M-only model at the 6M scan's own pixel size: 0.76 on the sample).
+FLOORS = {'octa500-3m': dict(o3m=0.88, o6m=0.81, rossa=0.86),
+          'octa-general': dict(o3m=0.88, o6m=0.80, rossa=0.86)}
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data absent')
+@pytest.mark.parametrize('name', sorted(FLOORS))
+def test_shipped_models_segment_real_images(name):
+  assert name in trained_lib.shipped_models(), f'{name} is not shipped in cosnet_jax/weights'
+  floors = FLOORS[name]
+  seg = inference.Segmenter.from_pretrained(name)
   base = SHARED / 'OCTA500_3M' / 'test'
   for sid in ('10451', '10475', '10500'):
-    assert _dice(seg, base / 'image' / f'{sid}.bmp', base / 'label' / f'{sid}.bmp') > 0.85
+    d = _dice(seg, base / 'image' / f'{sid}.bmp', base / 'label' / f'{sid}.bmp')
+    assert d > floors['o3m'], (sid, d)
   # A 6x6 mm scan, given its field of view, is resampled to the model's spacing.
   six = SHARED / 'OCTA-500-official-sample' / 'OCTA_6M'
   d = _dice(seg, six / 'ProjectionMaps' / 'OCTA(ILM_OPL)' / '10001.bmp',
             six / 'GT_LargeVessel' / '10001.bmp', fov_mm=6.0)
-  assert d > 0.7
+  assert d > floors['o6m'], d
+  rossa = SHARED / 'ROSSA' / 'val'
+  d = _dice(seg, rossa / 'image' / '101.png', rossa / 'label' / '101.png')
+  assert d > floors['rossa'], d

@@ -5,10 +5,9 @@ import ml_collections
 
 # Pixel spacing (micrometres per pixel) of the datasets: OCTA-500 3M is
 # 3 x 3 mm at 304 px, 6M 6 x 6 mm at 400 px (published). ROSSA's is not
-# published; its vessels have 3M's width in pixels, so 3M's spacing is
-# assumed: a model trained on 3M alone scores 0.801 / 0.832 / 0.857 / 0.861 /
-# 0.857 Dice on ROSSA val with the images resampled by 0.8 / 0.95 / 1 / 1.25 /
-# 1.5, and peaks at the same 1.25 on 3M val (experiments/README.md, "Scale").
+# published and is taken as 3M's: a model trained on 3M alone scores best on
+# ROSSA val unresampled or enlarged (0.857 at 1x, 0.861 at 1.25x) and worse
+# shrunk (0.832 at 0.95x, 0.801 at 0.8x; experiments/README.md, "Scale").
 SPACING_UM = {
     'octa500/3m': 3000.0 / 304,
     'octa500/6m': 6000.0 / 400,

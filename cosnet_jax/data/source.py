@@ -66,10 +66,6 @@ def split_ids(data_cfg, split: str) -> list[str]:
   return [prep.splits[s].ids[i] for s, i in split_members(data_cfg, split)]
 
 
-def available_splits(data_cfg) -> list[str]:
-  return sorted(views(data_cfg).members)
-
-
 def has_split(data_cfg, split: str) -> bool:
   """Whether every base split of the expression `split` exists (holdout included)."""
   if not split:

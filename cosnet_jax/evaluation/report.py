@@ -78,8 +78,9 @@ def _write_png(path: str | os.PathLike, rgb_or_gray: np.ndarray) -> None:
 
 
 def save_probability_png(path: str | os.PathLike, prob: np.ndarray) -> None:
-  """Writes prob [H, W] in [0, 1] as 8-bit grey (uint8(p*255), truncated)."""
-  _write_png(path, _to_uint8(prob, 'prob'))
+  """Writes prob [H, W] in [0, 1] as 16-bit grey: value / 65535 = p (rounded)."""
+  prob = np.clip(np.asarray(_squeeze_2d(prob, 'prob'), np.float64), 0, 1)
+  _write_png(path, np.round(prob * 65535).astype(np.uint16))
 
 
 def save_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:

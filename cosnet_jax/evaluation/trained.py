@@ -41,10 +41,6 @@ class TrainedModel:
   source: str                  # the workdir, file or name it came from
 
   @property
-  def has_refiner(self) -> bool:
-    return self.stage2 is not None
-
-  @property
   def spacing_um(self) -> float:
     """Pixel spacing the network was trained at (0 = unknown)."""
     d = self.config.data
