@@ -216,3 +216,24 @@ def test_a_mix_source_without_a_root_names_its_own_field(two_folders):
   with pytest.raises(DatasetNotFoundError,
                      match=r'config\.data\.mix\.b\.root is empty: set --config\.data\.mix\.b\.root'):
     prepare.require_root(second)
+
+
+def _recipe(name, arg):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from cosnet_jax import cli  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(name, cli.resolve_config(name).partition(':')[0])
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_rossa_sam_recipe_is_the_general_recipes_rossa_part():
+  """`rossa:cpu,sam` is the ROSSA-alone row of the cross-domain table: the
+  same images, hold-out and unseen final split as octa_general's ROSSA."""
+  alone, general = _recipe('rossa', 'cpu,sam'), _recipe('octa_general', 'cpu')
+  manual, sam = general.data.mix.rossa, general.data.mix.rossa_sam
+  assert alone.data.train_split == f'{manual.train_split}+{sam.train_split}'
+  assert alone.data.val_split == manual.val_split
+  assert alone.eval.final_split == alone.data.test_split == manual.test_split == 'val'
+  assert alone.data.spacing_um == manual.spacing_um == sam.spacing_um
+  assert _recipe('rossa', 'cpu').data.val_split == 'val'     # the plain recipe selects on val
