@@ -3,6 +3,7 @@ r"""The README tables from the committed results (experiments/results/).
   python experiments/tables.py                   # every table, markdown
   python experiments/tables.py octa500_3m_6000   # one
   python experiments/tables.py octa_general      # rows of the mixture, every held-out set
+  python experiments/tables.py rossa_alone       # ROSSA alone, the same held-out sets
 
 Each results/<table>/<row>-s<seed>/ holds a run's final report (metrics.json:
 the refined output, metrics_coarse.json: stage 1) and run.json (the command
@@ -103,7 +104,7 @@ def cross_domain_table(name: str) -> str:
 
 def main(argv) -> None:
   names = argv or sorted(p.name for p in RESULTS.iterdir()
-                         if p.is_dir() and p.name.startswith(('octa500_3m', 'octa_general')))
+                         if p.is_dir() and p.name.startswith(('octa500_3m', 'octa_general', 'rossa_alone')))
   out = []
   for n in names:
     has_metrics = any((RESULTS / n).glob('*/metrics.json'))
