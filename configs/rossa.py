@@ -17,15 +17,9 @@ from cosnet_jax.data.config import SPACING_UM
 
 def get_config(arg=None):
   v = recipes.parse_arg(arg, **dict(recipes.VARIANT_KEYS, sam=False))
-  c = recipes.base_config()
-  c.data.name = 'rossa'
-  c.data.spacing_um = SPACING_UM['rossa']
   if v.sam:
-    c.data.train_split = 'train_manual[:90]+train_sam'
-    c.data.val_split = 'train_manual[90:]'
-    c.data.test_split = 'val'
+    splits = dict(train_split='train_manual[:90]+train_sam', val_split='train_manual[90:]',
+                  test_split='val')
   else:
-    c.data.train_split, c.data.val_split, c.data.test_split = 'train_manual', 'val', 'test'
-  c.eval.tolerance = 0
-  c.eval.final_split = c.data.test_split
-  return recipes.apply_variant(c, v)
+    splits = dict(train_split='train_manual')
+  return recipes.dataset_config('rossa', v, spacing_um=SPACING_UM['rossa'], **splits)

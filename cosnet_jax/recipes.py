@@ -173,15 +173,16 @@ def apply_variant(c: ml_collections.ConfigDict, v: ml_collections.ConfigDict
   return c
 
 
-def dataset_config(name: str, arg: str | None = '', *, train_split: str = 'train',
-                   val_split: str = 'val', test_split: str = 'test', tolerance: int = 0,
-                   spacing_um: float = 0.0) -> ml_collections.ConfigDict:
+def dataset_config(name: str, arg: str | ml_collections.ConfigDict | None = '', *,
+                   train_split: str = 'train', val_split: str = 'val', test_split: str = 'test',
+                   tolerance: int = 0, spacing_um: float = 0.0) -> ml_collections.ConfigDict:
   """The config of one dataset: the paper's setup, or the variant `arg` says.
 
-  `arg`: VARIANT_KEYS items, e.g. 'cpu', 'cpu,row=a,steps=6000'. data.root
+  `arg`: VARIANT_KEYS items, e.g. 'cpu', 'cpu,row=a,steps=6000', or their
+  parse_arg result (a recipe with keys of its own parses them first). data.root
   is left empty: the user passes --config.data.root=DIR.
   """
-  v = parse_arg(arg, **VARIANT_KEYS)
+  v = arg if isinstance(arg, ml_collections.ConfigDict) else parse_arg(arg, **VARIANT_KEYS)
   c = base_config()
   c.data.name = name
   c.data.train_split = train_split

@@ -219,12 +219,9 @@ def test_a_mix_source_without_a_root_names_its_own_field(two_folders):
 
 
 def _recipe(name, arg):
-  import importlib.util  # pylint: disable=g-import-not-at-top
   from cosnet_jax import cli  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(name, cli.resolve_config(name).partition(':')[0])
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from cosnet_jax.train import config_checks  # pylint: disable=g-import-not-at-top
+  return config_checks.load_config_file(cli.resolve_config(f'{name}:{arg}'))
 
 
 def test_rossa_sam_recipe_is_the_general_recipes_rossa_part():
