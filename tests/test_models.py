@@ -181,6 +181,34 @@ def test_full_res_skip_adds_exactly_its_parameters():
     _model(full_res_width=-1)
 
 
+def test_no_stem_pool_runs_the_encoder_at_twice_the_resolution():
+  """model.stem_pool=False: layer1..layer4 at H/2..H/16, the encoder's
+  parameters unchanged (ImageNet weights still load), and each decoder loses
+  exactly its H/2 up-sampling (x2 joins x0 without one)."""
+  plain_model, hi_model = _model(), _model(stem_pool=False)
+  plain = _abstract_init(plain_model, (1, 64, 64, 1))
+  hi = _abstract_init(hi_model, (1, 64, 64, 1))
+  assert jax.tree.structure(plain['params']['encoder']) == jax.tree.structure(
+      hi['params']['encoder'])
+  assert 'up2' in plain['params']['decoder_thick'] and 'up2' not in hi['params']['decoder_thick']
+  assert 'up2' in plain['params']['decoder_thin'] and 'up2' not in hi['params']['decoder_thin']
+  assert set(plain['params']['decoder_thick']) - set(hi['params']['decoder_thick']) == {'up2'}
+  spec = models.resolve_model_config(dict(models.default_model_config('cosnet_tiny'),
+                                          stem_pool=False))
+  enc = encoder_from_spec(spec)
+  feats = jax.eval_shape(lambda v, x: enc.apply(v, x, False),
+                         {'params': hi['params']['encoder'],
+                          'batch_stats': hi['batch_stats']['encoder']},
+                         jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32))
+  assert [f.shape[1] for f in feats] == [32, 32, 16, 8, 4]
+  out = jax.eval_shape(lambda v, x: hi_model.apply(v, x, with_embeddings=True),
+                       hi, jax.ShapeDtypeStruct((2, 64, 64, 1), jnp.float32))
+  assert out['coarse'].shape == (2, 64, 64, 1) and out['embed_thick'].shape[:3] == (2, 64, 64)
+  bad = dict(models.default_model_config('cosnet_tiny'), stem_pool='no')
+  with pytest.raises(ValueError, match='config.model.stem_pool'):
+    models.resolve_model_config(bad)
+
+
 # ---- layers vs NumPy ---------------------------------------------------------------------
 
 

@@ -23,6 +23,11 @@ the last decoder block of both branches. COSNet's last block sees the image
 only through H/2 features; on OCTA-500 almost all errors of a trained model
 are one-pixel border placements (experiments/README.md).
 
+Not part of COSNet either (default on): `stem_pool=False` leaves out the
+encoder's 3x3/2 max pool after the stem, so every encoder stage runs at twice
+the resolution (same parameters but the decoders' H/2 up-sampling): a
+high-resolution path for 1-3 px vessels at about 4x the encoder's FLOPs.
+
 Not part of COSNet either (default off; `models/antialias.py`): `blur_pool`
 anti-aliases every down-sampling of the encoder (same parameters, so ImageNet
 weights still load), and `upsample='bilinear'` replaces the decoders' 2x2
@@ -54,6 +59,7 @@ class ModelSpec:
   remat: bool = False
   full_res_width: int = 0
   blur_pool: bool = False
+  stem_pool: bool = True
   upsample: str = 'transposed'
 
   @property
@@ -96,6 +102,7 @@ def default_model_config(name: str = 'cosnet_small') -> ml_collections.ConfigDic
   cfg.remat = False              # rematerialise encoder / decoder blocks
   cfg.full_res_width = 0         # > 0: full-resolution image skip (not COSNet; see above)
   cfg.blur_pool = False          # anti-aliased encoder down-sampling (not COSNet)
+  cfg.stem_pool = True           # False: no stem max pool, encoder at 2x resolution (not COSNet)
   cfg.upsample = 'transposed'    # decoder up-sampling: 'transposed' (COSNet) | 'bilinear'
   cfg.pretrained = ''            # path of resnest50-528c19ca.pth (or .npz); '' = none
   cfg.init_from = ''             # workdir of an earlier run of the same model: stage 1
@@ -130,11 +137,15 @@ def resolve_model_config(model_cfg) -> ModelSpec:
   blur_pool = model_cfg.get('blur_pool', False)
   if not isinstance(blur_pool, bool):
     raise ValueError(f'config.model.blur_pool={blur_pool!r}: expected True or False')
+  stem_pool = model_cfg.get('stem_pool', True)
+  if not isinstance(stem_pool, bool):
+    raise ValueError(f'config.model.stem_pool={stem_pool!r}: expected True or False')
   upsample = model_cfg.get('upsample', 'transposed')
   if upsample not in UPSAMPLES:
     raise ValueError(f'config.model.upsample={upsample!r}: expected one of {UPSAMPLES}')
   spec = ModelSpec(name=name, dtype=dtype, remat=bool(model_cfg.get('remat', False)),
-                   full_res_width=full_res, blur_pool=blur_pool, upsample=upsample,
+                   full_res_width=full_res, blur_pool=blur_pool, stem_pool=stem_pool,
+                   upsample=upsample,
                    **values)
   _check_spec(spec)
   return spec

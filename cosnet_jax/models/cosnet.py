@@ -49,6 +49,7 @@ class COSNet(nn.Module):
   remat: bool = False
   full_res_width: int = 0   # > 0: full-resolution image skip (not COSNet)
   blur_pool: bool = False   # anti-aliased encoder down-sampling (not COSNet)
+  stem_pool: bool = True    # False: no stem max pool, encoder at 2x resolution (not COSNet)
   upsample: str = 'transposed'  # decoder up-sampling ('bilinear': not COSNet)
   formulation: Formulation = REFERENCE  # how layers are computed (platform.py)
 
@@ -60,7 +61,8 @@ class COSNet(nn.Module):
     x = jnp.concatenate([image] * 3, axis=-1).astype(self.dtype)
     feats = ResNeStEncoder(self.stem_width, tuple(self.stage_widths),
                            tuple(self.stage_blocks), self.radix, remat=self.remat,
-                           blur_pool=self.blur_pool, formulation=self.formulation, **kw,
+                           blur_pool=self.blur_pool, stem_pool=self.stem_pool,
+                           formulation=self.formulation, **kw,
                            name='encoder')(x, train)
     full = None
     if self.full_res_width:
@@ -97,7 +99,7 @@ def cosnet_from_spec(spec: ModelSpec, *, axis_name: str | None = None,
                 head_width=spec.head_width, embed_dim=spec.embed_dim,
                 dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat,
                 full_res_width=spec.full_res_width, blur_pool=spec.blur_pool,
-                upsample=spec.upsample, formulation=formulation)
+                stem_pool=spec.stem_pool, upsample=spec.upsample, formulation=formulation)
 
 
 def build_cosnet(model_cfg, *, axis_name: str | None = None,
@@ -119,4 +121,4 @@ def encoder_from_spec(spec: ModelSpec, *, axis_name: str | None = None) -> ResNe
   """The encoder alone (same parameters as variables[...]['encoder'] of COSNet)."""
   return ResNeStEncoder(spec.stem_width, spec.stage_widths, spec.stage_blocks, spec.radix,
                         dtype=jnp.dtype(spec.dtype), axis_name=axis_name, remat=spec.remat,
-                        blur_pool=spec.blur_pool)
+                        blur_pool=spec.blur_pool, stem_pool=spec.stem_pool)

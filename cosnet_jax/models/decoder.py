@@ -9,6 +9,9 @@ Thick branch (all encoder stages), channels c0 = x0's, c2..c4 = x2..x4's:
 Thin branch (shallow stages only):
   d2 = RCB(c0)(cat[x0, up(c0)(x2)])      H/2
   d1 = RCB(head)(up(c0)(d2))             H      -> [B, H, W, head_width]
+Where a skip has the resolution of the map it joins (x2 and x0 both at H/2
+when the encoder has no stem pool, model.stem_pool=False), that level has no
+`up` and concatenates directly.
 `up` is a 2x2 stride-2 transposed conv (+bias), or with upsample='bilinear'
 (not COSNet) `antialias.UpResize` (1x1 conv + bilinear 2x); RCB is the
 residual conv block.
@@ -114,8 +117,9 @@ class ThickDecoder(nn.Module):
     d = x5
     for level, skip in ((5, x4), (4, x3), (3, x2), (2, x0)):
       c = skip.shape[-1]
-      up = up_cls(c, dtype=self.dtype, name=f'up{level}')(d)
-      d = rcb(c, **kw, name=f'rcb{level}')(jnp.concatenate([skip, up], axis=-1), train)
+      if d.shape[1:3] != skip.shape[1:3]:
+        d = up_cls(c, dtype=self.dtype, name=f'up{level}')(d)
+      d = rcb(c, **kw, name=f'rcb{level}')(jnp.concatenate([skip, d], axis=-1), train)
     up = up_cls(x0.shape[-1], dtype=self.dtype, name='up1')(d)
     return rcb(self.head_width, **kw, name='rcb1')(_with_full(up, full), train)
 
@@ -137,7 +141,8 @@ class ThinDecoder(nn.Module):
     rcb = _blocks(self.remat)
     kw = dict(dtype=self.dtype, axis_name=self.axis_name, formulation=self.formulation)
     c0 = x0.shape[-1]
-    up = up_cls(c0, dtype=self.dtype, name='up2')(x2)
+    up = x2 if x2.shape[1:3] == x0.shape[1:3] else up_cls(c0, dtype=self.dtype,
+                                                          name='up2')(x2)
     d = rcb(c0, **kw, name='rcb2')(jnp.concatenate([x0, up], axis=-1), train)
     up = up_cls(c0, dtype=self.dtype, name='up1')(d)
     return rcb(self.head_width, **kw, name='rcb1')(_with_full(up, full), train)

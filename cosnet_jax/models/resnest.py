@@ -84,6 +84,9 @@ class ResNeStEncoder(nn.Module):
   x3: [B, H/8,  W/8,  4*stage_widths[1]] layer2
   x4: [B, H/16, W/16, 4*stage_widths[2]] layer3
   x5: [B, H/32, W/32, 4*stage_widths[3]] layer4
+  Without `stem_pool` (not ResNeSt; same parameters) the max pool is left
+  out, so layer1..layer4 run at twice the resolution (x2 at H/2 ... x5 at
+  H/16): a high-resolution path for 1-3 px vessels, about 4x the FLOPs.
   With `blur_pool` (not ResNeSt; same parameters) every down-sampling is
   anti-aliased: conv1_0 runs at stride 1 and its BN + ReLU output is
   blur-downsampled, the 3x3/2 max pool becomes a 3x3/1 max pool + blur
@@ -97,6 +100,7 @@ class ResNeStEncoder(nn.Module):
   axis_name: str | None = None
   remat: bool = False
   blur_pool: bool = False
+  stem_pool: bool = True
   formulation: Formulation = REFERENCE
 
   @nn.compact
@@ -116,7 +120,9 @@ class ResNeStEncoder(nn.Module):
     # strided maxima (pooling.py: same values and gradient, without XLA:CPU's
     # slow reduce_window / select_and_scatter).
     pool = max_pool_3x3 if self.formulation.strided_max_pool else _max_pool_3x3
-    if self.blur_pool:
+    if not self.stem_pool:
+      x = x0
+    elif self.blur_pool:
       x = blur_downsample(pool(x0, 1))
     else:
       x = pool(x0, 2)
