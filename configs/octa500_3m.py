@@ -3,9 +3,9 @@ large-vessel labels, official splits (train 10301-10440 / val 10441-10450 /
 test 10451-10500). data.root: the official release folder (holding OCTA_3M/)
 or a flat {train,val,test}/{image,label} copy.
 
-The argument selects the recipe (cosnet_jax.recipes.VARIANT_KEYS):
+The argument (configs/common.py VARIANTS) selects the recipe:
   (none)          the paper: ResNeSt-50 COSNet, 300 + 300 epochs (an accelerator)
-  cpu             the CPU recipe of the README (row e: the method + refinement)
+  cpu             the small COSNet on 96 px crops, 1500 + 300 steps (the README's CPU rows)
   cpu,row=a       an ablation row (a b c d e f; README table)
   cpu,steps=6000  a longer budget; cpu,encoder=wide the twice as wide encoder
 
@@ -14,10 +14,18 @@ The argument selects the recipe (cosnet_jax.recipes.VARIANT_KEYS):
   python -m cosnet_jax.main --config configs/octa500_3m.py --workdir runs/o3m_paper \
       --config.data.root=/path/to/OCTA500_3M
 """
-from cosnet_jax import recipes
-from cosnet_jax.data.config import SPACING_UM
+from cosnet_jax import config as config_lib
+from cosnet_jax.configs import common
+from cosnet_jax.data.datasets import SPACING_UM
 
 
 def get_config(arg=None):
-  return recipes.dataset_config('octa500/3m_ilm_opl_largevessel', arg,
-                                spacing_um=SPACING_UM['octa500/3m'])
+  arg = common.parse_arg(arg, **common.VARIANTS)
+  c = config_lib.base_config()   # the paper: ResNeSt-50, Adam 3e-4, MSE, batch 8, 300 + 300 epochs
+  c.data.name = 'octa500/3m_ilm_opl_largevessel'
+  c.data.spacing_um = SPACING_UM['octa500/3m']
+  if arg.cpu:
+    common.cpu_model(c, crop=96, batch=8, lr=1e-3, seg_loss='bce_dice', steps=1500,
+                     refine_steps=300)
+  common.apply_variants(c, arg)
+  return c

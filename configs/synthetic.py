@@ -1,22 +1,19 @@
 r"""Quick start: no download. The CPU recipe on procedurally generated OCTA
 images, shortened to 160 + 40 steps, then evaluated on the synthetic test
-split; a few minutes on a 2-core CPU.
+split; a few minutes on a 2-core CPU. Keys as configs/octa500_3m.py.
 
   python -m cosnet_jax.main --config configs/synthetic.py --workdir runs/quickstart
 """
-from cosnet_jax import recipes
+from cosnet_jax import config as config_lib
+from cosnet_jax.configs import common
 
 
 def get_config(arg=None):
-  v = recipes.parse_arg(arg, **recipes.VARIANT_KEYS)
-  v.cpu = True
-  c = recipes.apply_variant(recipes.base_config(), v)
+  arg = common.parse_arg(arg, **common.VARIANTS)
+  c = config_lib.base_config()
   c.data.name = 'synthetic_octa'
-  c.train.num_steps = v.steps or 160
-  c.train.eval_every = 80
-  c.train.checkpoint_every = 80
-  c.train.log_every = 20
-  c.refine.num_steps = 40 if v.refine_steps < 0 else v.refine_steps
-  if v.row in ('a', 'b', 'c', 'd'):
-    c.refine.num_steps = 0
+  common.cpu_model(c, crop=96, batch=8, lr=1e-3, seg_loss='bce_dice', steps=160,
+                   refine_steps=40)
+  c.train.log_every, c.train.eval_every, c.train.checkpoint_every = 20, 80, 80
+  common.apply_variants(c, arg)
   return c

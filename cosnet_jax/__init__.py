@@ -2,6 +2,6 @@
 
 Commands: cosnet-train (cosnet_jax.main), cosnet-evaluate, cosnet-predict,
 cosnet-export, cosnet-verify, cosnet-crossdomain. From Python:
-`cosnet_jax.evaluation.inference.Segmenter.from_pretrained(name_or_file)`.
+`cosnet_jax.inference.Segmenter.from_pretrained(name_or_file)`.
 """
 __version__ = '1.0.0'

@@ -35,8 +35,8 @@ class StageCheckpoints:
     """Single process: the state as host numpy arrays before saving.
 
     Orbax saves replicated jax.Arrays leaf by leaf through its device-to-host
-    machinery, about 15 ms per leaf here (the tiny test model's ~800 leaves:
-    13 s; as numpy: 1.8 s). Restoring onto a sharded target gives jax.Arrays
+    machinery, slowly per leaf (experiments/README.md, "Performance").
+    Restoring onto a sharded target gives jax.Arrays
     with the target's shardings either way. Several processes keep jax.Arrays
     (orbax then coordinates which process writes what).
     """

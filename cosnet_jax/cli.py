@@ -1,66 +1,55 @@
-"""What every command shares: one-line errors, config names, huge pages.
+"""What every command shares: its --help, one-line errors, config names.
 
-`run(main, flags_fn)` is the entry point of each command (`cosnet-train`,
+`run(main, define_flags)` is the entry point of each command (`cosnet-train`,
 `python -m cosnet_jax.main`, ...):
 
-* on CPU it first restarts the command with glibc's huge pages
-  (platform.hugepages_reexec; logged; `--nohugepages` turns it off);
+* `--help` (or -h) prints the command's usage (its module docstring) and its
+  own flags with their help, and exits 0; absl's `--helpfull` lists every
+  library's flags too;
 * `--config NAME[:ARG]` naming a shipped recipe (configs/NAME.py) is found
-  from any working directory; a path works as before;
-* a `UserError` (bad file, folder, flag or config value: errors.py) is
-  printed as `error: <message>` and the command exits with status 2, without
-  a traceback unless `--traceback`; any other exception is a bug and keeps
-  its traceback.
+  from any working directory; a path works as before; an override of a key
+  the config lacks is refused naming close matches;
+* a `UserError` (bad file, folder, flag or config value: errors.py), a flag
+  that does not parse, and a failed write (disk full, no permission: the path
+  and the OS error) are printed as `error: <message>` and the command exits
+  with status 2, without a traceback unless `--traceback`; any other
+  exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
-import importlib.util
-import pathlib
+import difflib
+import errno
+import inspect
+import re
 import sys
-from typing import Callable, Sequence
+import textwrap
+import traceback as traceback_lib
+from typing import Callable, Iterable, Sequence
 
-from cosnet_jax.errors import UserError
+from absl import app, flags
 
-__all__ = ["UserError", "run", "resolve_config", "configs_dir", "print_error"]
+from cosnet_jax import compilation, config_files, console
+from cosnet_jax import config as config_lib
+from cosnet_jax.errors import ConfigError, UserError
 
-REPO_CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 EXIT_USER_ERROR = 2
-
-
-def configs_dir() -> pathlib.Path:
-  """The shipped recipes: the installed `cosnet_jax.configs`, else the checkout's configs/."""
-  spec = importlib.util.find_spec('cosnet_jax.configs')
-  if spec is not None and spec.submodule_search_locations:
-    return pathlib.Path(list(spec.submodule_search_locations)[0])
-  return REPO_CONFIGS
-
-
-def resolve_config(value: str) -> str:
-  """'octa500_3m:cpu' or 'configs/octa500_3m.py:cpu' -> an existing file path[:arg]."""
-  file, sep, arg = value.partition(':')
-  if pathlib.Path(file).is_file():
-    return value
-  name = pathlib.Path(file).name
-  name = name[:-3] if name.endswith('.py') else name
-  candidate = configs_dir() / f'{name}.py'
-  if candidate.is_file() and name != '__init__':
-    return f'{candidate}{sep}{arg}'
-  known = sorted(p.stem for p in configs_dir().glob('*.py') if p.stem != '__init__')
-  raise UserError(f'--config {value!r}: no such file, and no shipped config named '
-                  f'{name!r} (shipped: {", ".join(known)})')
+HELP_FLAGS = ('-h', '--help', '--helpshort', '-?')
+# OS errors that are the machine's state, not a bug: one line, exit 2.
+PLACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT, errno.EIO)
 
 
 def _rewrite_config_flag(argv: list[str]) -> list[str]:
   out = list(argv)
   for i, arg in enumerate(out):
     if arg.startswith('--config='):
-      out[i] = '--config=' + resolve_config(arg.split('=', 1)[1])
+      out[i] = '--config=' + config_files.resolve(arg.split('=', 1)[1])
     elif arg == '--config' and i + 1 < len(out):
-      out[i + 1] = resolve_config(out[i + 1])
+      out[i + 1] = config_files.resolve(out[i + 1])
   return out
 
 
-def _wants(argv: Sequence[str], flag: str) -> bool | None:
+def wants(argv: Sequence[str], flag: str) -> bool | None:
   """True / False if `--flag` / `--noflag` (or =true/false) is in argv, else None."""
   for arg in argv:
     if arg in (f'--{flag}', f'--{flag}=true', f'--{flag}=1', f'--{flag}=True'):
@@ -70,10 +59,50 @@ def _wants(argv: Sequence[str], flag: str) -> bool | None:
   return None
 
 
+def check_override_keys(argv: Iterable[str]) -> None:
+  """Rejects `--config.a.b=v` overrides whose key is not in the config.
+
+  ml_collections fails on them with a bare AttributeError deep in flag
+  parsing; this names the key and lists the valid ones instead.
+  """
+  argv = list(argv)
+  path = None
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      path = argv[i + 1]
+  if path is None:
+    return
+  valid = config_lib.flat_keys(config_files.load(path))
+  for arg in argv:
+    if arg.startswith('--config.'):
+      key = arg[len('--config.'):].split('=', 1)[0]
+      if key not in valid and not any(v.startswith(key + '.') for v in valid):
+        raise ConfigError(f'unknown config key {key!r} (from {arg!r}); '
+                          + _key_hint(key, valid))
+
+
+def _key_hint(key: str, valid: list[str]) -> str:
+  """'did you mean ...' and the keys of the key's section (one line)."""
+  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  section = key.rpartition('.')[0]
+  siblings = [v for v in valid if v.rpartition('.')[0] == section] if section else []
+  parts = []
+  if close:
+    parts.append('did you mean ' + ' or '.join(repr(c) for c in close) + '?')
+  if siblings:
+    parts.append(f'keys of config.{section}: ' + ', '.join(
+        s.rpartition('.')[2] for s in siblings))
+  elif not close:
+    sections = sorted({v.split('.')[0] for v in valid})
+    parts.append('sections: ' + ', '.join(sections))
+  return ' '.join(parts)
+
+
 def print_error(e: BaseException, traceback: bool = False) -> None:
   if traceback:
-    import traceback as tb  # pylint: disable=g-import-not-at-top
-    tb.print_exception(e)
+    traceback_lib.print_exception(e)
   lines = str(e).strip().splitlines() or [type(e).__name__]
   print(f'error: {lines[0]}', file=sys.stderr)
   for line in lines[1:12]:
@@ -82,50 +111,100 @@ def print_error(e: BaseException, traceback: bool = False) -> None:
     print(f'  ... ({len(lines) - 12} more lines)', file=sys.stderr)
 
 
+def os_error_line(e: OSError) -> str:
+  """'PATH: No space left on device' (the path and the OS's words)."""
+  where = e.filename or ''
+  if e.filename2:
+    where = f'{where} -> {e.filename2}'
+  what = e.strerror or str(e)
+  return f'{where}: {what}' if where else what
+
+
 def define_common_flags() -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_bool('traceback', False, 'Show the traceback of user errors too.')
-  flags.DEFINE_bool('hugepages', True, 'On CPU, restart once with glibc huge pages '
-                    '(a faster train step; see cosnet_jax/platform.py).')
+  flags.DEFINE_bool('traceback', False, 'Show the traceback of errors too.')
   flags.DEFINE_string('compilation_cache', None,
                       "XLA compilation cache folder ('' = off; default "
                       "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
 
 
+def help_text(doc: str, names: Sequence[str]) -> str:
+  """The command's usage (its docstring) and its own flags with their help."""
+  lines = [textwrap.dedent(doc or '').strip(), '', 'flags:']
+  for name in names:
+    flag = flags.FLAGS[name]
+    if flag.name != name:       # a short alias
+      continue
+    default = '' if flag.default in (None, '', []) else f" (default: {flag.default_as_str.strip(chr(39))})"
+    if name == 'config':
+      default = ''
+    text = ' '.join((flag.help or '').split())
+    lines.append(f'  --{name}: {text}{default}')
+    if name == 'config':
+      lines.append('  --config.a.b=VALUE: override one field of the config '
+                   '(e.g. --config.data.root=DIR)')
+  lines += ['  --verbosity=1: every library\'s log lines, not only this package\'s',
+            '', 'Every flag of every library: --helpfull']
+  return '\n'.join(lines)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a parse error as one `error:` line and exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    missing = re.findall(r'Flag --(\w+) must have a value other than None', str(e))
+    message = (f'{", ".join("--" + m for m in missing)} '
+               f'{"is" if len(missing) == 1 else "are"} required (see --help)'
+               if missing else ' '.join(str(e).split()))
+    print_error(UserError(message))
+    sys.exit(EXIT_USER_ERROR)
+
+
 def run(main: Callable[[list[str]], None], define_flags: Callable[[], None] | None = None,
-        *, check_config_keys: bool = False, hugepages: bool = True) -> None:
-  """Runs `main` as a command (see the module docstring)."""
+        *, check_config_keys: bool = False, before_main: Callable[[list[str]], None] | None = None
+        ) -> None:
+  """Runs `main` as a command (see the module docstring).
+
+  before_main: called with argv after --help was handled and before anything
+  else (training's huge-page restart).
+  """
   argv = list(sys.argv)
-  traceback = bool(_wants(argv, 'traceback'))
-  if hugepages and _wants(argv, 'hugepages') is not False:
-    from cosnet_jax import platform  # pylint: disable=g-import-not-at-top
-    platform.hugepages_reexec()
+  traceback = bool(wants(argv, 'traceback'))
+  known = set(flags.FLAGS)
+  if define_flags is not None:
+    define_flags()
+  define_common_flags()
+  if any(a in HELP_FLAGS for a in argv[1:]):
+    doc = inspect.getmodule(main).__doc__
+    print(help_text(doc, [n for n in flags.FLAGS if n not in known]))
+    sys.exit(0)
+  if before_main is not None:
+    before_main(argv)
   try:
     argv = _rewrite_config_flag(argv)
     if check_config_keys:
-      from cosnet_jax.train import config_checks  # pylint: disable=g-import-not-at-top
-      config_checks.check_override_keys(argv[1:])
+      check_override_keys(argv[1:])
   except UserError as e:
     print_error(e, traceback)
     sys.exit(EXIT_USER_ERROR)
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  define_common_flags()
-  if define_flags is not None:
-    define_flags()
 
   def wrapped(args):
-    from cosnet_jax import compilation_cache, console  # pylint: disable=g-import-not-at-top
     console.setup(flags.FLAGS.verbosity)
-    compilation_cache.enable(flags.FLAGS.compilation_cache)
+    compilation.enable_cache(flags.FLAGS.compilation_cache)
     try:
       main(args)
     except UserError as e:
       print_error(e, flags.FLAGS.traceback)
       sys.exit(EXIT_USER_ERROR)
+    except OSError as e:
+      if e.errno not in PLACE_ERRNOS:
+        raise
+      print_error(UserError(os_error_line(e)), flags.FLAGS.traceback)
+      sys.exit(EXIT_USER_ERROR)
 
   sys.argv = argv
   try:
-    app.run(wrapped, argv=argv)
+    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
   except flags.IllegalFlagValueError as e:   # e.g. a config file that raised on load
     print_error(e, traceback)
     sys.exit(EXIT_USER_ERROR)

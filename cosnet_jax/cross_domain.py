@@ -6,7 +6,9 @@ r"""One table of trained models on every held-out OCTA set available: `cosnet-cr
 
 Sets, where their folder exists under `--data` (the layout of ../shared/data):
   octa500_3m_test    OCTA-500 3M test split (50 images, 304 px, 9.87 um/px)
-  octa500_6m_sample  the OCTA-500 6M subjects of the release sample (400 px, 15 um/px)
+  octa500_6m_val     OCTA-500 6M val split (20 images, 400 px, 15 um/px)
+  octa500_6m_sample  the OCTA-500 6M subjects of the release sample, when no
+                     OCTA500_6M folder is there (5 training subjects, 400 px)
   rossa_val          ROSSA val (100 images, 320 px)
 plus each `--folder KEY=DIR[:SPLIT][@SPACING_UM]` (an octa_folder layout; split
 default 'test', else every image of a single image/label pair). A set with a
@@ -26,11 +28,14 @@ import numpy as np
 from absl import flags
 
 from cosnet_jax import cli
-from cosnet_jax.data.config import SPACING_UM, default_data_config
+from cosnet_jax.config import data_config
+from cosnet_jax.data.datasets import SPACING_UM
 from cosnet_jax.errors import UserError
+from cosnet_jax.evaluation import metrics as metrics_lib
+from cosnet_jax.inference import evaluate_split
+from cosnet_jax.inference import trained as trained_lib
 
 FLAGS = flags.FLAGS
-METRICS = ('dice', 'sen', 'spe', 'auc', 'cldice')
 
 
 @dataclasses.dataclass
@@ -46,12 +51,16 @@ class HeldOut:
 def shared_sets(data_dir: str) -> list[HeldOut]:
   """The held-out sets present in a ../shared/data-like folder."""
   d = pathlib.Path(data_dir)
+  six_m = HeldOut('octa500_6m_val', 'octa500/6m_ilm_opl_largevessel', str(d / 'OCTA500_6M'),
+                  'val', SPACING_UM['octa500/6m'], 'OCTA-500 6M val')
+  if not os.path.isdir(six_m.root):   # its release-sample subjects are training subjects
+    six_m = HeldOut('octa500_6m_sample', 'octa500/6m_ilm_opl_largevessel',
+                    str(d / 'OCTA-500-official-sample'), 'train', SPACING_UM['octa500/6m'],
+                    'OCTA-500 6M release sample')
   sets = [
       HeldOut('octa500_3m_test', 'octa500/3m_ilm_opl_largevessel', str(d / 'OCTA500_3M'),
               'test', SPACING_UM['octa500/3m'], 'OCTA-500 3M test'),
-      HeldOut('octa500_6m_sample', 'octa500/6m_ilm_opl_largevessel',
-              str(d / 'OCTA-500-official-sample'), 'train', SPACING_UM['octa500/6m'],
-              'OCTA-500 6M release sample'),
+      six_m,
       HeldOut('rossa_val', 'rossa', str(d / 'ROSSA'), 'val', SPACING_UM['rossa'], 'ROSSA val'),
   ]
   return [s for s in sets if os.path.isdir(s.root)]
@@ -87,7 +96,7 @@ def parse_model(spec: str) -> tuple[str, str]:
 
 def set_data_config(s: HeldOut):
   """The data config of a held-out set: every image of its split, no hold-out."""
-  base = default_data_config()
+  base = data_config()
   base.name, base.root, base.spacing_um = s.name, s.root, s.spacing_um
   base.holdout_fraction = 0.0
   return base
@@ -96,7 +105,6 @@ def set_data_config(s: HeldOut):
 def evaluate_models(models: list[str], sets: list[HeldOut], *, tta: str = 'none',
                     rescale: bool = True, stage1_only: bool = False) -> dict:
   """{'sets': [...], 'models': [{'model', 'results': {set: {...}}}]}."""
-  from cosnet_jax.evaluation import evaluate_split, metrics as metrics_lib, trained as trained_lib  # pylint: disable=g-import-not-at-top
   table = {'sets': [dataclasses.asdict(s) for s in sets], 'tta': tta, 'rescale': rescale,
            'stage1_only': stage1_only, 'models': []}
   for spec in models:
@@ -111,12 +119,12 @@ def evaluate_models(models: list[str], sets: list[HeldOut], *, tta: str = 'none'
                                                s.spacing_um if rescale else 0.0, base=base)
       if not rescale:
         data_cfg.target_spacing_um = 0.0
-      pred = evaluate_split.predict(trained, data_cfg, s.split, tta=tta)
+      pred = evaluate_split.model_maps(trained, data_cfg, s.split, tta=tta)
       final = pred['outputs'][-1]
       per = [dict(id=r['id'], **metrics_lib.image_metrics(
           r[final], r['mask'], None, threshold=trained.config.eval.threshold))
              for r in pred['results']]
-      summary = {m: float(np.mean([p[m] for p in per])) for m in METRICS}
+      summary = {m: float(np.mean([p[m] for p in per])) for m in metrics_lib.SUMMARY_METRICS}
       summary['dice_std'] = float(np.std([p['dice'] for p in per]))
       row['results'][s.key] = {'images': len(per), 'mean': summary,
                                'per_image_dice': {p['id']: p['dice'] for p in per}}
@@ -127,7 +135,7 @@ def evaluate_models(models: list[str], sets: list[HeldOut], *, tta: str = 'none'
 def markdown(table: dict) -> str:
   sets = table['sets']
   head = '| model | ' + ' | '.join(f"{s['description']} ({s['split']})" for s in sets) + ' |'
-  stage = ', first stage only' if table.get('stage1_only') else ''
+  stage = ', first stage only' if table['stage1_only'] else ''
   lines = [f"Mean per-image Dice (Otsu threshold, test-time augmentation: {table['tta']}, "
            f"resampled to the model's spacing: {'yes' if table['rescale'] else 'no'}"
            f"{stage}).", '',
@@ -145,8 +153,8 @@ def markdown(table: dict) -> str:
 def define_flags():
   flags.DEFINE_multi_string('model', [], 'A model file, shipped name or workdir, optionally '
                             'LABEL=MODEL (the label names its row; repeatable).')
-  flags.DEFINE_string('data', None, 'Folder holding OCTA500_3M (flat layout), '
-                      'OCTA-500-official-sample (the release layout, OCTA_6M) and ROSSA '
+  flags.DEFINE_string('data', None, 'Folder holding OCTA500_3M, OCTA500_6M (flat layouts) '
+                      'or OCTA-500-official-sample (the release layout, OCTA_6M), and ROSSA '
                       '(those present are used).')
   flags.DEFINE_multi_string('folder', [], 'More held-out sets: KEY=DIR[:SPLIT][@SPACING_UM].')
   flags.DEFINE_string('out', None, 'Output path without extension (.md and .json written).')

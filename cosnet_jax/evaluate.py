@@ -20,6 +20,8 @@ from absl import flags
 
 from cosnet_jax import cli
 from cosnet_jax.errors import UserError
+from cosnet_jax.inference import evaluate_split
+from cosnet_jax.inference import trained as trained_lib
 
 FLAGS = flags.FLAGS
 
@@ -45,11 +47,10 @@ def run(source: str, *, split=None, checkpoint='best', dataset=None, data_root=N
         spacing_um=None, threshold=None, batch_size=None, overlays=True, out=None,
         tta=None) -> dict:
   """Evaluates `source` (workdir / model file / name); see evaluate_split.evaluate."""
-  from cosnet_jax.evaluation import evaluate_split, trained as trained_lib  # pylint: disable=g-import-not-at-top
   trained = trained_lib.load(source, checkpoint)
   data_cfg = evaluate_split.dataset_config(trained, dataset, data_root, spacing_um)
   split = split or data_cfg.test_split
-  tta_mode = tta if tta is not None else trained.config.eval.get('tta', 'none')
+  tta_mode = tta if tta is not None else trained.config.eval.tta
   name = evaluate_split.report_name(data_cfg, split, tta_mode)
   if out is None:   # a workdir's own eval/ folder, else ./eval/<model>/
     base = (pathlib.Path(source) / 'eval' if pathlib.Path(source).is_dir() else

@@ -17,7 +17,9 @@ import numpy as np
 from absl import flags
 
 from cosnet_jax import cli
+from cosnet_jax.data import mixture
 from cosnet_jax.errors import UserError
+from cosnet_jax.inference import trained as trained_lib
 
 FLAGS = flags.FLAGS
 
@@ -27,6 +29,7 @@ def define_flags():
   flags.DEFINE_string('out', None, 'Model file to write (.cosnet).')
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
   flags.DEFINE_string('description', '', 'A line about the model, stored in its metadata.')
+  flags.mark_flags_as_required(['workdir', 'out'])
 
 
 def _reports(workdir: pathlib.Path) -> dict:
@@ -45,13 +48,11 @@ def _checkpoint_bytes(workdir: pathlib.Path) -> int:
 
 def export(workdir, out, checkpoint='best', description: str = '') -> dict:
   """Exports the run in `workdir` to the model file `out`; returns sizes and the path."""
-  from cosnet_jax.evaluation import trained as trained_lib  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   trained = trained_lib.from_workdir(workdir, checkpoint)
   c = trained.config
-  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   training = []
-  for key, cfg in data_lib.sources(c.data):
+  for key, cfg in mixture.sources(c.data):
     training.append({'key': key, 'dataset': cfg.name, 'root': pathlib.Path(cfg.root).name,
                      'train_split': cfg.train_split, 'val_split': cfg.val_split,
                      'weight': float(cfg.weight), 'spacing_um': float(cfg.spacing_um)})
@@ -81,9 +82,6 @@ def export(workdir, out, checkpoint='best', description: str = '') -> dict:
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected arguments: {argv[1:]}')
-  for name in ('workdir', 'out'):
-    if not getattr(FLAGS, name):
-      raise UserError(f'--{name} is required')
   s = export(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint, FLAGS.description)
   mb = lambda b: f'{b / 1e6:.2f} MB'
   print(f"wrote {s['path']}: {mb(s['bytes'])} ({s['bytes'] / s['param_bytes']:.3f}x the "

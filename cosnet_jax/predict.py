@@ -28,7 +28,11 @@ from absl import flags
 
 from cosnet_jax import cli
 from cosnet_jax.data.errors import DataError
+from cosnet_jax.data.image_io import load_image
 from cosnet_jax.errors import UserError
+from cosnet_jax.evaluation import report
+from cosnet_jax.inference.evaluate_split import parse_threshold as parse
+from cosnet_jax.inference.segmenter import Segmenter
 
 IMAGE_SUFFIXES = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
 FLAGS = flags.FLAGS
@@ -38,7 +42,6 @@ def parse_threshold(value: str | None):
   """None (the model's default), 'otsu' or a float in (0, 1)."""
   if value is None:
     return None
-  from cosnet_jax.evaluation.evaluate_split import parse_threshold as parse  # pylint: disable=g-import-not-at-top
   return parse(value)
 
 
@@ -56,7 +59,6 @@ def list_inputs(path: str) -> list[pathlib.Path]:
 
 
 def write_outputs(out_dir: pathlib.Path, stem: str, image, prob, mask) -> None:
-  from cosnet_jax.evaluation import report  # pylint: disable=g-import-not-at-top
   report.save_mask_png(out_dir / f'{stem}_mask.png', mask)
   report.save_probability_png(out_dir / f'{stem}_prob.png', prob)
   report.save_overlay(out_dir / f'{stem}_overlay.png', image, mask)
@@ -65,12 +67,11 @@ def write_outputs(out_dir: pathlib.Path, stem: str, image, prob, mask) -> None:
 def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
                   stream=sys.stderr, spacing_um=None, fov_mm=None) -> list[tuple[str, str]]:
   """Segments each file; returns [(file, error)] for those that failed to read."""
-  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   out_dir.mkdir(parents=True, exist_ok=True)
   failures, t0 = [], time.time()
   for i, f in enumerate(files, 1):
     try:
-      image = data_lib.load_image(f)
+      image = load_image(f)
     except DataError as e:
       # One bad file must not stop a folder: report it and go on.
       failures.append((str(f), str(e)))
@@ -88,18 +89,14 @@ def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
 def main(argv):
   if len(argv) > 1:
     raise UserError(f'unexpected arguments: {argv[1:]}')
-  for name in ('input', 'output'):
-    if not getattr(FLAGS, name):
-      raise UserError(f'--{name} is required')
   if bool(FLAGS.workdir) == bool(FLAGS.model):
     raise UserError('give one of --model (a model file or shipped name) or --workdir')
   threshold = parse_threshold(FLAGS.threshold)
   files = list_inputs(FLAGS.input)
-  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
   if FLAGS.model:
-    segmenter = inference.Segmenter.from_pretrained(FLAGS.model, tta=FLAGS.tta)
+    segmenter = Segmenter.from_pretrained(FLAGS.model, tta=FLAGS.tta)
   else:
-    segmenter = inference.Segmenter.from_workdir(FLAGS.workdir, FLAGS.checkpoint, tta=FLAGS.tta)
+    segmenter = Segmenter.from_workdir(FLAGS.workdir, FLAGS.checkpoint, tta=FLAGS.tta)
   if FLAGS.spacing_um is not None or FLAGS.fov_mm is not None:
     segmenter.scale_for(1, FLAGS.spacing_um, 1.0 if FLAGS.fov_mm else None)  # checks early
   failures = predict_files(segmenter, files, pathlib.Path(FLAGS.output), threshold,
@@ -125,6 +122,7 @@ def define_flags():
                      '(e.g. 3 or 6 for OCTA-500); sets the spacing.')
   flags.DEFINE_string('tta', None, "Test-time augmentation: 'none', 'hflip', 'flips', "
                       "'flips_shifts' (default: the model's eval.tta).")
+  flags.mark_flags_as_required(['input', 'output'])
 
 
 def cli_main():

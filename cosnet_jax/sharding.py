@@ -3,7 +3,7 @@
 Every step is written for ONE device's slice of the global batch under the
 named mesh axis `AXIS` (pmap semantics) and mapped over a 1-D ('data',) mesh
 of all devices of all processes with `jax.shard_map`, then jit-compiled with
-the platform's compiler options (`platform.compiler_options`).
+the backend's compiler options (`compilation.compiler_options`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from cosnet_jax import platform
+from cosnet_jax import compilation
 
 AXIS = 'data'
 
@@ -29,17 +29,17 @@ def backend(mesh: Mesh) -> str:
 
 
 def data_parallel(fn: Callable, mesh: Mesh, in_specs, out_specs, *, donate=(),
-                  mode: str = 'train', platform_cfg=None) -> Callable:
+                  mode: str = 'train', platform_cfg) -> Callable:
   """jit(shard_map(fn)) over `mesh` with the platform's compiler options.
 
   mode: 'train' for steps that take gradients, 'infer' for eval-mode passes
-  (platform.compiler_options). check_vma=False: replicated outputs (state,
+  (compilation.compiler_options). check_vma=False: replicated outputs (state,
   metrics) are made identical by the steps' explicit psum / all_gather
   collectives, as under pmap.
   """
   mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
                          check_vma=False)
-  options = platform.compiler_options(platform_cfg, backend(mesh), mode)
+  options = compilation.compiler_options(platform_cfg, backend(mesh), mode)
   return jax.jit(mapped, donate_argnums=donate, compiler_options=options)
 
 

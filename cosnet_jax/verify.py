@@ -16,6 +16,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from cosnet_jax import cli
+from cosnet_jax.data import datasets, integrity, layouts, mixture, source
+from cosnet_jax.data import splits as splits_lib
 from cosnet_jax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -30,21 +32,18 @@ def define_flags():
 
 def verify(data_cfg) -> tuple[list[str], list[str], list[str]]:
   """(problems, warnings, summary lines) of every dataset of `config.data`."""
-  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.data import integrity, prepare, source  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.data import splits as splits_lib  # pylint: disable=g-import-not-at-top
   problems, warnings, summaries = [], [], []
-  for key, cfg in data_lib.sources(data_cfg):
-    base, _ = prepare.parse_name(cfg.name)
+  for key, cfg in mixture.sources(data_cfg):
+    base, _ = datasets.parse_name(cfg.name)
     if base == 'synthetic_octa':
       summaries.append(f'{key}: generated (synthetic_octa), nothing to check')
       continue
     scan_problems: list = []
-    files = prepare.scan(cfg, scan_problems)
+    files = layouts.scan(cfg, scan_problems)
     report = integrity.check(files, key, scan_problems)
     problems += report.problems
     warnings += report.warnings
-    summaries.append(f'{report.summary} [{cfg.name} in {prepare.require_root(cfg)}]')
+    summaries.append(f'{report.summary} [{cfg.name} in {layouts.require_root(cfg)}]')
     if not report.problems:
       views = source.views(cfg)
       if cfg.val_split and views.held_out:
@@ -77,7 +76,7 @@ def main(argv):
 
 
 def cli_main():
-  cli.run(main, define_flags, check_config_keys=True, hugepages=False)
+  cli.run(main, define_flags, check_config_keys=True)
 
 
 if __name__ == '__main__':

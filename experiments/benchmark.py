@@ -76,12 +76,14 @@ def cpu_name() -> str:
 
 
 def run(config_name: str, steps: int, reference: bool) -> dict:
+  # Imported here, after main's huge-page restart (glibc reads it at process start).
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from cosnet_jax import cli, models, platform, sharding  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.evaluation import steps as eval_steps  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.train import config_checks, loop, steps as steps_lib  # pylint: disable=g-import-not-at-top
-  c = config_checks.load_config_file(cli.resolve_config(config_name))
+  from cosnet_jax import config_files, hugepages, models, sharding  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.inference import steps as eval_steps  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.models.formulation import formulation  # pylint: disable=g-import-not-at-top
+  from cosnet_jax.train import compiled as compiled_lib, steps as steps_lib  # pylint: disable=g-import-not-at-top
+  c = config_files.load(config_files.resolve(config_name))
   if reference:
     with c.unlocked():
       c.platform.update(grouped_conv='native', dense_group_width=0, fused_projection='off',
@@ -95,11 +97,12 @@ def run(config_name: str, steps: int, reference: bool) -> dict:
   res = {'config': config_name, 'reference_formulation': reference, 'backend': backend,
          'device_kind': jax.devices()[0].device_kind, 'devices': jax.device_count(),
          'cpu': cpu_name(), 'cpu_count': os.cpu_count(), 'batch': b, 'train_hw': list(hw),
-         'formulation': str(platform.formulation(c.platform, backend)),
-         'hugepages': platform.hugepages_active(), 'jax': jax.__version__}
+         'formulation': str(formulation(c.platform, backend)),
+         'hugepages': hugepages.active(), 'jax': jax.__version__}
   res['matmul_gflops_before'] = matmul_gflops(backend)
-  model, _, step, _ = loop._stage1_fns(c, mesh, num_steps)  # pylint: disable=protected-access
-  state = loop.initial_stage1_state(c, mesh, num_steps, hw)
+  fns = compiled_lib.stage1_functions(c, mesh, num_steps)
+  model, step = fns.model, fns.train_step
+  state = fns.init(jax.random.PRNGKey(c.seed))
   batch = sharding.shard_batch(synthetic_batch(b, hw), mesh)
   # FLOPs of the model's own layers (not of the faster formulations).
   ref = models.build_cosnet(c.model, axis_name=sharding.AXIS)
@@ -159,8 +162,8 @@ def main(argv=None) -> None:
   ap.add_argument('--nohugepages', action='store_true', help='no glibc huge pages')
   args = ap.parse_args(argv)
   if not args.nohugepages:
-    from cosnet_jax import platform  # pylint: disable=g-import-not-at-top
-    platform.hugepages_reexec()
+    from cosnet_jax import hugepages  # pylint: disable=g-import-not-at-top  (before jax)
+    hugepages.reexec()
   res = run(args.config, args.steps, args.platform_reference)
   Path(args.out).write_text(json.dumps(res, indent=1) + '\n')
   for k in ('losses', 'compile_s', 'train_step_s', 'p20_step_s', 'images_per_s',

@@ -21,7 +21,25 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+import pathlib  # noqa: E402
+
 import pytest  # noqa: E402  (after the XLA flags above)
+
+from cosnet_jax import config_files  # noqa: E402
+from cosnet_jax.train import loop  # noqa: E402  (imports jax: after the XLA flags)
+from tiny_config import tiny_config  # noqa: E402
+
+# The recipes' shared pieces (cosnet_jax.configs) importable from the checkout too.
+config_files.ensure_configs_package()
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> pathlib.Path:
+  """../shared/data (real OCTA data beside the checkout); tests skip where it is absent."""
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f'shared OCTA data absent ({SHARED_DATA})')
+  return SHARED_DATA
 
 
 @pytest.fixture(scope='session')
@@ -33,8 +51,6 @@ def data_cache(tmp_path_factory):
 def tiny_run(data_cache, tmp_path_factory):
   """One real training run of the tiny config (both stages + final eval),
   shared by the training, evaluation and prediction tests."""
-  from cosnet_jax.train import loop  # pylint: disable=g-import-not-at-top
-  from tiny_config import tiny_config  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('tiny_run')
   config = tiny_config(data_cache)
   config.optimizer.learning_rate = 3e-3

@@ -9,6 +9,7 @@ from flax import traverse_util
 
 from cosnet_jax import models
 from cosnet_jax.models.antialias import UpResize, bilinear_upsample2x, blur_downsample
+from cosnet_jax import config as config_lib
 
 KEY = jax.random.key(0)
 
@@ -76,7 +77,7 @@ def test_up_resize_is_a_1x1_conv_then_bilinear_and_has_no_checkerboard():
 
 
 def _params(**overrides):
-  cfg = models.default_model_config('cosnet_tiny')
+  cfg = config_lib.model_config('cosnet_tiny')
   cfg.update(overrides)
   model = models.build_cosnet(cfg)
   x = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
@@ -100,7 +101,7 @@ def test_flags_change_only_the_parameters_they_should():
   assert all(bil[k][:2] == (1, 1) and plain[k][:2] == (2, 2) for k in changed)
   with pytest.raises(ValueError, match='config.model.upsample'):
     _params(upsample='nearest')
-  bad = dict(models.default_model_config('cosnet_tiny'), blur_pool='yes')
+  bad = dict(config_lib.model_config('cosnet_tiny'), blur_pool='yes')
   with pytest.raises(ValueError, match='config.model.blur_pool'):
     models.resolve_model_config(bad)
 
@@ -109,7 +110,7 @@ def test_blur_pool_encoder_runs_the_stem_at_full_resolution():
   """conv1_0 runs at stride 1 (its [1, 64, 64, stem_width] output exists only
   then; a stride-2 stem gives 32x32), and the five feature maps keep the
   plain encoder's sizes H/2 .. H/32."""
-  cfg = models.default_model_config('cosnet_tiny')
+  cfg = config_lib.model_config('cosnet_tiny')
   cfg.blur_pool = True
   spec = models.resolve_model_config(cfg)
   enc = models.cosnet.encoder_from_spec(spec)

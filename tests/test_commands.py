@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # subprocesses and a virtual environment
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # Put first on sys.path (as sitecustomize): these packages look absent, as on a
@@ -68,7 +70,7 @@ def _run(venv, cmd, *args, cwd):
 def test_install_train_export_predict_without_tensorflow(venv, tmp_path):
   work = tmp_path / 'elsewhere'
   work.mkdir()
-  config = ROOT / 'tests' / 'tiny_cli_config.py'
+  config = ROOT / 'tests' / 'tiny_config.py'
   r = _run(venv, 'python', '-c', 'import cosnet_jax, tensorflow', cwd=work)
   assert r.returncode != 0 and "No module named 'tensorflow'" in r.stderr  # the blocker works
   r = _run(venv, 'python', '-c', 'import importlib.util as u; '
@@ -112,7 +114,7 @@ def test_install_train_export_predict_without_tensorflow(venv, tmp_path):
   assert shipped, 'no model in cosnet_jax/weights'
   for name in shipped:
     r = _run(venv, 'cosnet-predict', f'--model={name[:-len(".cosnet")]}', '--input=scans',
-             f'--output=shipped_{name}', '--nohugepages', cwd=work)
+             f'--output=shipped_{name}', cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
     mask = np.asarray(Image.open(work / f'shipped_{name}' / 's1_mask.png'))
     assert mask.shape == (50, 70) and set(np.unique(mask)) <= {0, 255}

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from cosnet_jax.contrast import (EnqueueItems, bank_contrast_set,
-                                 default_contrast_config, enqueue,
+                                 enqueue,
                                  init_memory_bank, init_memory_bank_from_config,
                                  select_for_enqueue, update_memory_bank)
+from cosnet_jax import config as config_lib
 
 C, L, D = 2, 5, 4
 
@@ -73,7 +74,7 @@ def test_init_is_unit_random_with_zero_pointers():
   assert not np.allclose(bank.pixel_queue, bank.segment_queue)
   for x in (bank.pixel_ptr, bank.segment_ptr, bank.pixel_filled):
     assert x.dtype == jnp.int32 and not np.asarray(x).any()
-  cfg = default_contrast_config()
+  cfg = config_lib.contrast_config()
   big = init_memory_bank_from_config(jax.random.PRNGKey(0), cfg, 8)
   assert big.pixel_queue.shape == (2, 400, 8)
 
@@ -111,7 +112,7 @@ def test_frozen_bank_is_never_updated():
   bank = init_memory_bank(jax.random.PRNGKey(3), num_classes=C, queue_len=L,
                           dim=D)
   items = _random_items(rng, 2, 3, 1.0)
-  cfg = default_contrast_config()
+  cfg = config_lib.contrast_config()
   cfg.freeze_memory_bank = True
   same = jax.jit(lambda b, i: update_memory_bank(b, i, cfg))(bank, items)
   for a, b in zip(jax.tree.leaves(same), jax.tree.leaves(bank)):

@@ -7,9 +7,10 @@ import pytest
 
 from cosnet_jax.contrast import (Anchors, check_contrast_config,
                                  combine_losses, contrast_branch_loss,
-                                 default_contrast_config, init_memory_bank,
+                                 init_memory_bank,
                                  l2_normalize, pixel_contrast_loss,
                                  segmentation_loss)
+from cosnet_jax import config as config_lib
 
 T, TB = 0.07, 0.07
 
@@ -180,7 +181,7 @@ def test_bce_is_stable_and_bad_kind_named():
 # ---------------------------------------------------------------- config
 
 def test_config_defaults_and_errors():
-  cfg = default_contrast_config()
+  cfg = config_lib.contrast_config()
   assert (cfg.weight, cfg.thin_weight, cfg.temperature, cfg.base_temperature,
           cfg.max_samples, cfg.max_views, cfg.min_pixels, cfg.queue_len,
           cfg.pixels_per_image) == (0.05, 0.1, 0.07, 0.07, 1024, 200, 200,
@@ -194,7 +195,7 @@ def test_config_defaults_and_errors():
                             ('enqueue_classes', (2,), 'enqueue_classes'),
                             ('temperature', 0.0, 'temperature'),
                             ('use_memory', False, 'use_memory')]:
-    bad = default_contrast_config()
+    bad = config_lib.contrast_config()
     bad[key] = value
     with pytest.raises(ValueError, match=match):
       check_contrast_config(bad)
@@ -217,7 +218,7 @@ def _branch_inputs(seed):
 
 
 def _small_cfg(**kw):
-  cfg = default_contrast_config()
+  cfg = config_lib.contrast_config()
   cfg.max_samples, cfg.max_views, cfg.min_pixels, cfg.queue_len = 64, 24, 20, 7
   for k, v in kw.items():
     cfg[k] = v

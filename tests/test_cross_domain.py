@@ -11,10 +11,15 @@ import pytest
 from cosnet_jax import cross_domain
 from cosnet_jax.data import testing
 from cosnet_jax.errors import UserError
+from cosnet_jax.data import source
+from cosnet_jax.evaluation import metrics
+from cosnet_jax.inference import evaluate_split
+from cosnet_jax.inference import trained as trained_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_table_of_models_by_sets(tiny_run, tmp_path):
   workdir, _ = tiny_run
   a = testing.write_flat(str(tmp_path / 'a'), splits=(('test', 3),), size=48, seed=4)
@@ -23,7 +28,7 @@ def test_table_of_models_by_sets(tiny_run, tmp_path):
   out = tmp_path / 'table'
   r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', f'--model=tiny={workdir}',
                       f'--folder=a={a}',
-                      f'--folder=b={b}:test@12.5', f'--out={out}', '--nohugepages'],
+                      f'--folder=b={b}:test@12.5', f'--out={out}'],
                      env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   table = json.loads(out.with_suffix('.json').read_text())
@@ -48,31 +53,34 @@ def test_folder_specs():
   assert cross_domain.shared_sets('/no/such') == []
 
 
+@pytest.mark.slow
 def test_a_missing_data_folder_is_one_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
   for args, says in (([], '--data=DIR'), ([f'--data={tmp_path / "nope"}'], 'no such folder'),
                      ([f'--data={tmp_path}'], 'no held-out set found')):
     r = subprocess.run([sys.executable, '-m', 'cosnet_jax.cross_domain', '--model=x',
-                        f'--out={tmp_path / "t"}', '--nohugepages', *args],
+                        f'--out={tmp_path / "t"}', *args],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and says in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 
-SHARED = ROOT.parent / 'shared' / 'data'
 
-
-@pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data absent')
-def test_shared_sets_hold_every_image_of_their_split():
-  from cosnet_jax.data import source  # pylint: disable=g-import-not-at-top
-  sets = {s.key: s for s in cross_domain.shared_sets(str(SHARED))}
-  assert sorted(sets) == ['octa500_3m_test', 'octa500_6m_sample', 'rossa_val']
+def test_shared_sets_hold_every_image_of_their_split(shared_data, tmp_path):
+  sets = {s.key: s for s in cross_domain.shared_sets(str(shared_data))}
+  assert sorted(sets) == ['octa500_3m_test', 'octa500_6m_val', 'rossa_val']
   counts = {k: source.split_num_examples(cross_domain.set_data_config(s), s.split)
             for k, s in sets.items()}
-  assert counts == {'octa500_3m_test': 50, 'octa500_6m_sample': 5, 'rossa_val': 100}
+  assert counts == {'octa500_3m_test': 50, 'octa500_6m_val': 20, 'rossa_val': 100}
+  # Without OCTA500_6M (its val subjects) the release sample's five stand in.
+  for name in ('OCTA500_3M', 'OCTA-500-official-sample'):
+    (tmp_path / name).symlink_to(shared_data / name)
+  sets = {s.key: s for s in cross_domain.shared_sets(str(tmp_path))}
+  assert sorted(sets) == ['octa500_3m_test', 'octa500_6m_sample']
+  assert source.split_num_examples(cross_domain.set_data_config(sets['octa500_6m_sample']),
+                                   'train') == 5
 
 
 def test_stage1_only_scores_the_first_stages_map(tiny_run, tmp_path):
-  from cosnet_jax.evaluation import evaluate_split, metrics, trained as trained_lib  # pylint: disable=g-import-not-at-top
   workdir, _ = tiny_run
   a = testing.write_flat(str(tmp_path / 'a'), splits=(('test', 2),), size=48, seed=4)
   held = cross_domain.parse_folder(f'a={a}')
@@ -82,7 +90,7 @@ def test_stage1_only_scores_the_first_stages_map(tiny_run, tmp_path):
   trained = trained_lib.load(str(workdir))
   data_cfg = evaluate_split.dataset_config(trained, held.name, held.root, 0.0,
                                            base=cross_domain.set_data_config(held))
-  pred = evaluate_split.predict(trained, data_cfg, held.split)
+  pred = evaluate_split.model_maps(trained, data_cfg, held.split)
   for key, got in (('coarse', first), ('refined', both)):
     want = {r['id']: metrics.image_metrics(r[key], r['mask'], None)['dice']
             for r in pred['results']}

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosnet_jax.data import layouts, prepare, source, testing
-from cosnet_jax.data.config import default_data_config
+from cosnet_jax.data import datasets, layouts, source, testing
+from cosnet_jax.config import data_config as default_data_config
 from cosnet_jax.data.image_io import read_image_u8, read_label
-
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data absent')
+from cosnet_jax.data.errors import DataError
+from PIL import Image
 
 
 def _cfg(tmp, name, root=''):
@@ -24,7 +23,7 @@ def _cfg(tmp, name, root=''):
 
 def _read_all(cfg, split):
   """{id: {'image', 'mask', 'thick', 'thin': uint8 [H, W, 1] (labels 0 / 255)}}."""
-  prep = prepare.prepared(cfg)
+  prep = source.prepared(cfg)
   out = {}
   for name, pos in source.split_members(cfg, split):
     raw = prep.splits[name]
@@ -137,18 +136,17 @@ def test_root_hash_separates_roots(tmp_path):
   cb = _cfg(tmp_path / 'tfds', 'octa_folder', b)
   ea, eb = _read_all(ca, 'train')['train0'], _read_all(cb, 'train')['train0']
   assert not np.array_equal(ea['image'], eb['image'])
-  assert prepare.fingerprint(ca, prepare.scan(ca)) != prepare.fingerprint(cb, prepare.scan(cb))
+  assert layouts.fingerprint(ca, layouts.scan(ca)) != layouts.fingerprint(cb, layouts.scan(cb))
 
 
-@needs_shared
-def test_rossa_reads_real_files(tmp_path):
+def test_rossa_reads_real_files(tmp_path, shared_data):
   # A small copy of the real ROSSA layout (symlinks) keeps this test fast.
   root = tmp_path / 'ROSSA'
   for split, names in (('train_manual', ['1', '2', '3']), ('val', ['101', '102'])):
     for kind in ('image', 'label'):
       (root / split / kind).mkdir(parents=True)
       for n in names:
-        os.symlink(SHARED / 'ROSSA' / split / kind / f'{n}.png', root / split / kind / f'{n}.png')
+        os.symlink(shared_data / 'ROSSA' / split / kind / f'{n}.png', root / split / kind / f'{n}.png')
   cfg = _cfg(tmp_path / 'tfds', 'rossa', root)
   info = source.dataset_info(cfg)
   assert info['num_examples'] == {'train_manual': 3, 'val': 2}
@@ -156,19 +154,18 @@ def test_rossa_reads_real_files(tmp_path):
   ex = _read_all(cfg, 'val')['102']
   _check_example(ex)
   np.testing.assert_array_equal(ex['image'][..., 0],
-                                read_image_u8(SHARED / 'ROSSA' / 'val' / 'image' / '102.png'))
+                                read_image_u8(shared_data / 'ROSSA' / 'val' / 'image' / '102.png'))
   # The config default train split 'train' does not exist for ROSSA: clear error.
   with pytest.raises(ValueError, match=r"Split 'train' .*not in the dataset.*train_manual"):
     source.split_num_examples(cfg, 'train')
   assert source.split_num_examples(cfg, 'train_manual+val') == 5
 
 
-@needs_shared
-def test_octa500_official_and_flat_layouts_agree(tmp_path):
-  official = _cfg(tmp_path, 'octa500/3m_ilm_opl_largevessel', SHARED / 'OCTA-500-official-sample')
+def test_octa500_official_and_flat_layouts_agree(tmp_path, shared_data):
+  official = _cfg(tmp_path, 'octa500/3m_ilm_opl_largevessel', shared_data / 'OCTA-500-official-sample')
   info = source.dataset_info(official)
   assert info['num_examples'] == {'train': 5}  # sample subjects 10301-10305 are all train
-  flat = _cfg(tmp_path, 'octa500/3m_ilm_opl_largevessel', SHARED / 'OCTA500_3M')
+  flat = _cfg(tmp_path, 'octa500/3m_ilm_opl_largevessel', shared_data / 'OCTA500_3M')
   info_flat = source.dataset_info(flat)
   assert info_flat['num_examples'] == {'train': 140, 'val': 10, 'test': 50}
   assert info_flat['image_size'] == (304, 304) and not info_flat['has_thick_thin']
@@ -183,14 +180,13 @@ def test_octa500_official_and_flat_layouts_agree(tmp_path):
   assert ids['val'] == list(range(10441, 10451)) and ids['test'] == list(range(10451, 10501))
 
 
-@needs_shared
-def test_octa500_other_configs_from_official_sample(tmp_path):
-  cfg = _cfg(tmp_path, 'octa500/6m_oct_full_capillary', SHARED / 'OCTA-500-official-sample')
+def test_octa500_other_configs_from_official_sample(tmp_path, shared_data):
+  cfg = _cfg(tmp_path, 'octa500/6m_oct_full_capillary', shared_data / 'OCTA-500-official-sample')
   info = source.dataset_info(cfg)
   assert info['num_examples'] == {'train': 5} and info['image_size'] == (400, 400)
   assert info['eval_size'] == (416, 416)
   ex = _read_all(cfg, 'train')['10003']
-  base = SHARED / 'OCTA-500-official-sample' / 'OCTA_6M'
+  base = shared_data / 'OCTA-500-official-sample' / 'OCTA_6M'
   np.testing.assert_array_equal(ex['image'][..., 0],
                                 read_image_u8(base / 'ProjectionMaps' / 'OCT(FULL)' / '10003.bmp'))
   np.testing.assert_array_equal(ex['mask'][..., 0] // 255,
@@ -204,13 +200,12 @@ def test_octa500_split_ranges_and_config_names():
   assert {'3m_ilm_opl_largevessel', '6m_opl_bm_faz', '3m_full_artery', '6m_oct_ilm_opl_vein',
           '3m_oct_opl_bm_capillary'} <= names
   sizes = {fov: {s: hi - lo + 1 for s, (lo, hi) in r.items()}
-           for fov, r in layouts.OCTA500_SPLITS.items()}
+           for fov, r in datasets.OCTA500_SPLITS.items()}
   assert sizes == {'6m': {'train': 180, 'val': 20, 'test': 100},
                    '3m': {'train': 140, 'val': 10, 'test': 50}}
 
 
 def test_split_expressions_count_and_load_their_examples(tmp_path):
-  from cosnet_jax.data.errors import DataError  # pylint: disable=g-import-not-at-top
   cfg = _cfg(tmp_path, 'synthetic_octa')
   cfg.synthetic.update(num_train=3, num_val=2, num_test=1, size=64, seed=5)
   assert source.split_num_examples(cfg, 'train') == 3
@@ -226,7 +221,6 @@ def test_split_expressions_count_and_load_their_examples(tmp_path):
 
 
 def test_editing_a_file_refreshes_the_cache(tmp_path):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   root = testing.write_flat(str(tmp_path / 'data'), splits=(('train', 3),), size=32)
   cfg = _cfg(tmp_path, 'octa_folder', root)
   before = _read_all(cfg, 'train')['train1']['mask'][..., 0]
@@ -263,4 +257,4 @@ def test_tfds_reader_gives_the_files_readers_arrays(tmp_path):
     for k in a:
       for field in ('image', 'mask', 'thick', 'thin'):
         np.testing.assert_array_equal(a[k][field], b[k][field])
-  assert prepare.prepared(tfds_cfg).has_thick_thin
+  assert source.prepared(tfds_cfg).has_thick_thin

@@ -1,14 +1,13 @@
 """CLAHE (cv2 semantics) and the preprocessing transform."""
-from pathlib import Path
 
 import numpy as np
 
 from cosnet_jax.data import clahe as clahe_lib
 from cosnet_jax.data import synthetic
-from cosnet_jax.data.config import default_data_config
+from cosnet_jax.config import data_config as default_data_config
 from cosnet_jax.data.preprocess import preprocess
 
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
+from conftest import SHARED_DATA
 
 
 def _octa_like(size=304):
@@ -35,7 +34,7 @@ def test_single_tile_without_clipping_is_global_equalisation():
 
 def test_matches_skimage_loosely():
   from skimage.exposure import equalize_adapthist
-  path = SHARED / 'OCTA500_3M' / 'train' / 'image' / '10301.bmp'
+  path = SHARED_DATA / 'OCTA500_3M' / 'train' / 'image' / '10301.bmp'
   if path.exists():
     from cosnet_jax.data.image_io import read_image_u8
     img = read_image_u8(path)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cosnet_jax.data import (DataError, DataIntegrityError, DatasetNotFoundError, prepare,
+from cosnet_jax.data import (DataError, DataIntegrityError, DatasetNotFoundError,
                              source, testing)
-from cosnet_jax.data.config import default_data_config
+from cosnet_jax.config import data_config as default_data_config
 
 
 def _cfg(tmp_path, name, root):
@@ -103,7 +103,7 @@ def test_16bit_and_rgb_images_are_converted(tmp_path):
   rgb[..., 1] = 100
   Image.fromarray(rgb).save(os.path.join(root, 'train', 'image', 'train1.png'))
   cfg = _cfg(tmp_path, 'octa_folder', root)
-  raw = prepare.prepared(cfg).splits['train']
+  raw = source.prepared(cfg).splits['train']
   got = dict(zip(raw.ids, raw.images))
   np.testing.assert_array_equal(
       got['train0'], np.rint(a16.astype(np.float32) / 65535 * 255).astype(np.uint8))

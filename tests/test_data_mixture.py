@@ -3,13 +3,18 @@ the scanner-like intensity augmentations, and spacing-aware evaluation batches."
 import math
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 
-from cosnet_jax.data import augment, config as data_config, pipeline, source, splits, testing
+from cosnet_jax.data import augment, pipeline, source, splits, testing
 from cosnet_jax.data.errors import DataError
 from cosnet_jax.errors import ConfigError
+from cosnet_jax.data import mixture
+from cosnet_jax.data import layouts
+from cosnet_jax import config as config_lib
+from cosnet_jax.configs import common
+from cosnet_jax import config_files
+from cosnet_jax.data.errors import DatasetNotFoundError
 
 
 def test_split_expressions_resolve_like_slices():
@@ -42,21 +47,21 @@ def test_holdout_is_deterministic_disjoint_and_order_free():
 
 
 def test_sources_of_a_mixture():
-  c = data_config.default_data_config()
+  c = config_lib.data_config()
   c.name, c.root, c.clahe_clip_limit = 'octa500/3m_ilm_opl_largevessel', '/a', 3.0
-  c.mix.rossa = data_config.mix_source('rossa', '/b', weight=0.5, spacing_um=11.0,
+  c.mix.rossa = config_lib.mix_source('rossa', '/b', weight=0.5, spacing_um=11.0,
                                         train_split='train_manual')
-  (k1, s1), (k2, s2) = data_config.sources(c)
+  (k1, s1), (k2, s2) = mixture.sources(c)
   assert (k1, k2) == ('octa500_3m', 'rossa')
   assert s2.name == 'rossa' and s2.root == '/b' and s2.weight == 0.5 and s2.spacing_um == 11.0
   assert s2.train_split == 'train_manual' and s2.clahe_clip_limit == 3.0   # inherited
   assert s2.crop_size == c.crop_size and 'mix' not in s2
   c.mix.rossa.clahe = False
-  assert data_config.sources(c)[1][1].clahe is False
+  assert mixture.sources(c)[1][1].clahe is False
   with c.unlocked():
     c.mix.rossa.crop_size = 64
   with pytest.raises(ConfigError, match=r'config.data.mix.rossa.crop_size: not a per-dataset'):
-    data_config.sources(c)
+    mixture.sources(c)
 
 
 def _image(h=40, w=50, seed=0):
@@ -87,15 +92,14 @@ def test_scaled_warp_samples_the_source_at_centre_plus_offset_over_scale():
 def test_random_scale_and_intensity_draw_only_when_on():
   image, labels = _image()
   vidx = np.flatnonzero(labels)
-  cfg = data_config.default_data_config()
+  cfg = config_lib.data_config()
   cfg.crop_size = 24
   base = [augment.augment(image, labels, vidx, np.random.default_rng(s), cfg, (32, 32))
           for s in range(5)]
-  # Off (the defaults): the streams of a config without these fields.
-  plain = ml_collections.ConfigDict(cfg.to_dict())
-  with plain.unlocked():
-    del plain['augment']
-    del plain['scale_range']
+  # Off (the defaults): the streams of a config saved without these fields.
+  saved = cfg.to_dict()
+  del saved['augment'], saved['scale_range']
+  plain = config_lib.with_defaults({'data': saved}).data
   for s, b in enumerate(base):
     old = augment.augment(image, labels, vidx, np.random.default_rng(s), plain, (32, 32))
     for x, y in zip(b, old):
@@ -115,19 +119,19 @@ def test_each_intensity_augmentation_alone():
   valid = np.ones_like(value)
   valid[:, -4:] = 0
   value *= valid
-  aug = data_config.default_augment_config()
+  aug = config_lib.augment_config()
   assert augment.intensity(value, valid, np.random.default_rng(1), aug) is value   # all off
   aug.gamma = 0.4
   g = math.exp(np.random.default_rng(1).uniform(-0.4, 0.4))
   np.testing.assert_allclose(augment.intensity(value, valid, np.random.default_rng(1), aug),
                              value ** g * valid, rtol=1e-5, atol=1e-6)
   for field in ('blur_prob', 'noise_prob', 'stripes_prob'):
-    aug = data_config.default_augment_config()
+    aug = config_lib.augment_config()
     aug[field] = 1.0
     out = augment.intensity(value, valid, np.random.default_rng(2), aug)
     assert out.shape == value.shape and 0 <= out.min() and out.max() <= 1
     assert not np.allclose(out, value) and (out[:, -4:] == 0).all(), field
-  aug = data_config.default_augment_config()
+  aug = config_lib.augment_config()
   aug.blur_prob = 1.0
   out = augment.intensity(value, valid, np.random.default_rng(2), aug)
   assert out[:, :-6].std() < value[:, :-6].std()          # blur smooths
@@ -137,7 +141,7 @@ def test_each_intensity_augmentation_alone():
   np.testing.assert_allclose(augment.lowres(board, 2.0)[4:-4, 4:-4], 0.5, atol=0.02)
   ramp = np.tile(np.linspace(0.2, 0.8, 32, dtype=np.float32), (32, 1))
   np.testing.assert_allclose(augment.lowres(ramp, 2.0)[:, 4:-4], ramp[:, 4:-4], atol=0.01)
-  aug = data_config.default_augment_config()
+  aug = config_lib.augment_config()
   aug.lowres_prob, aug.lowres_factor = 1.0, (2.0, 2.0)
   out = augment.intensity(value, valid, np.random.default_rng(3), aug)
   rng3 = np.random.default_rng(3)
@@ -145,24 +149,24 @@ def test_each_intensity_augmentation_alone():
   factor = rng3.uniform(2.0, 2.0)
   np.testing.assert_allclose(out, np.clip(augment.lowres(value, factor), 0, 1) * valid,
                              atol=1e-6)
-  names = data_config.default_data_config()
-  data_config.enable_intensity_augmentations(names, 'all+lowres')
+  names = config_lib.data_config()
+  common.intensity_augmentations(names.augment, 'all+lowres')
   assert names.augment.lowres_prob > 0 and names.augment.stripes_prob > 0
-  names = data_config.default_data_config()
-  data_config.enable_intensity_augmentations(names, 'all')
+  names = config_lib.data_config()
+  common.intensity_augmentations(names.augment, 'all')
   assert names.augment.lowres_prob == 0 and names.augment.gamma > 0
   with pytest.raises(ConfigError, match="unknown 'sharpen'"):
-    data_config.enable_intensity_augmentations(data_config.default_data_config(), 'sharpen')
+    common.intensity_augmentations(config_lib.data_config().augment, 'sharpen')
 
 
 @pytest.fixture
 def two_folders(tmp_path):
   a = testing.write_flat(str(tmp_path / 'a'), splits=(('train', 3), ('val', 2)), size=40, seed=1)
   b = testing.write_flat(str(tmp_path / 'b'), splits=(('train', 5), ('val', 1)), size=48, seed=2)
-  c = data_config.default_data_config()
+  c = config_lib.data_config()
   c.name, c.root, c.cache_dir = 'octa_folder', a, str(tmp_path / 'cache')
   c.crop_size, c.num_workers, c.prefetch = 32, 1, 0
-  c.mix.b = data_config.mix_source('octa_folder', b, weight=3.0)
+  c.mix.b = config_lib.mix_source('octa_folder', b, weight=3.0)
   return c
 
 
@@ -208,20 +212,16 @@ def test_eval_batches_resample_to_the_models_spacing_and_keep_the_original(two_f
 
 
 def test_a_mix_source_without_a_root_names_its_own_field(two_folders):
-  from cosnet_jax.data import prepare  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.data.errors import DatasetNotFoundError  # pylint: disable=g-import-not-at-top
   two_folders.mix.b.root = ''
-  (_, first), (_, second) = data_config.sources(two_folders)
-  assert prepare.require_root(first) == os.path.abspath(two_folders.root)
+  (_, first), (_, second) = mixture.sources(two_folders)
+  assert layouts.require_root(first) == os.path.abspath(two_folders.root)
   with pytest.raises(DatasetNotFoundError,
                      match=r'config\.data\.mix\.b\.root is empty: set --config\.data\.mix\.b\.root'):
-    prepare.require_root(second)
+    layouts.require_root(second)
 
 
 def _recipe(name, arg):
-  from cosnet_jax import cli  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.train import config_checks  # pylint: disable=g-import-not-at-top
-  return config_checks.load_config_file(cli.resolve_config(f'{name}:{arg}'))
+  return config_files.load(config_files.resolve(f'{name}:{arg}'))
 
 
 def test_rossa_sam_recipe_is_the_general_recipes_rossa_part():

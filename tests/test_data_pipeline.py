@@ -1,15 +1,12 @@
 """Input pipeline: augmentation alignment, determinism, resume, sharding, eval padding."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cosnet_jax.data import augment, load_image, preprocess, source
-from cosnet_jax.data.config import default_data_config
+from cosnet_jax.config import data_config as default_data_config
 from cosnet_jax.data.pipeline import make_eval_batches, make_train_iterator
-
-SHARED = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 
 @pytest.fixture(scope='module')
@@ -193,17 +190,16 @@ def test_eval_batches_pad_and_dummies(syn_cfg):
   assert b['image'][:, 80:].max() == 0 and b['mask'][:, :, 80:].max() == 0
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data absent')
-def test_eval_image_equals_preprocess_of_file(tmp_path):
+def test_eval_image_equals_preprocess_of_file(tmp_path, shared_data):
   import os
   root = tmp_path / 'flat'
   for kind in ('image', 'label'):
     (root / 'test' / kind).mkdir(parents=True)
-    os.symlink(SHARED / 'OCTA500_3M' / 'test' / kind / '10451.bmp',
+    os.symlink(shared_data / 'OCTA500_3M' / 'test' / kind / '10451.bmp',
                root / 'test' / kind / '10451.bmp')
   cfg = default_data_config()
   cfg.update(name='octa_folder', root=str(root), cache_dir=str(tmp_path / "cache"))
   b = next(make_eval_batches(cfg, 'test', batch_size=4))
   assert b['id'][0] == '10451' and b['image'].shape[1:3] == (320, 320)
-  ref = preprocess(load_image(SHARED / 'OCTA500_3M' / 'test' / 'image' / '10451.bmp'), cfg)
+  ref = preprocess(load_image(shared_data / 'OCTA500_3M' / 'test' / 'image' / '10451.bmp'), cfg)
   np.testing.assert_array_equal(b['image'][0, :304, :304, 0], ref)

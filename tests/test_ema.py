@@ -9,11 +9,12 @@ import optax
 import pytest
 
 from cosnet_jax import sharding
-from cosnet_jax.evaluation import inference
-from cosnet_jax.train import config_checks
+from cosnet_jax.inference import trained as trained_lib
 from cosnet_jax.train import loop
 from cosnet_jax.train import state as state_lib
 from tiny_config import tiny_config
+from cosnet_jax.train import startup
+from cosnet_jax.errors import ConfigError
 
 
 def test_update_matches_numpy_reference_with_warmup():
@@ -56,8 +57,8 @@ def test_stage1_validates_saves_and_predicts_with_the_average(data_cache, tmp_pa
   config.optimizer.ema_decay = 0.5
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  plan = loop.startup(config)
-  loop._write_run_files(config, workdir, plan)   # pylint: disable=protected-access
+  plan = startup.plan(config)
+  startup.write_run_files(config, workdir, plan)
   mesh = sharding.make_mesh()
   _, stage = loop.build_stage1(config, workdir, mesh, plan)
   state = stage.state
@@ -69,11 +70,11 @@ def test_stage1_validates_saves_and_predicts_with_the_average(data_cache, tmp_pa
   stage.ckpt.save_latest(1, state)
   stage.ckpt.save_best(1, state, 0.5, 'dice')
   stage.ckpt.close()
-  s1, s2, _ = inference.load_variables(workdir, 'best')
+  s1, s2, _ = trained_lib.load_variables(workdir, 'best')
   assert s2 is None
   for a, b in zip(jax.tree.leaves(s1['params']), jax.tree.leaves(state.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b) + 1.0)
   # Switching the average off changes the saved state: resuming is refused.
   config.optimizer.ema_decay = 0.0
-  with pytest.raises(config_checks.ConfigError, match='optimizer.ema_decay'):
+  with pytest.raises(ConfigError, match='optimizer.ema_decay'):
     loop.train_and_evaluate(config, str(workdir))

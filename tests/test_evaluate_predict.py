@@ -15,7 +15,9 @@ from PIL import Image
 from cosnet_jax import evaluate, predict
 from cosnet_jax.data import testing as data_testing
 from cosnet_jax.errors import ConfigError
-from cosnet_jax.evaluation import evaluate_split, inference, trained as trained_lib
+from cosnet_jax.inference import evaluate_split, segmenter as inference, trained as trained_lib
+from cosnet_jax.train import loop
+from tiny_config import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -87,6 +89,7 @@ def test_predict_folder_reports_bad_files_and_goes_on(tiny_run, tmp_path):
     assert (out / f'{stem}_overlay.png').exists()
 
 
+@pytest.mark.slow
 def test_predict_cli_errors_are_one_line(tiny_run, tmp_path):
   workdir, _ = tiny_run
   empty = tmp_path / 'empty'
@@ -104,6 +107,7 @@ def test_predict_cli_errors_are_one_line(tiny_run, tmp_path):
   assert 'Traceback' not in r.stderr
 
 
+@pytest.mark.slow
 def test_main_rejects_unknown_config_key(tmp_path):
   r = _run_cli('cosnet_jax.main', '--config=configs/synthetic.py',
                f'--workdir={tmp_path}', '--config.train.num_stepz=3')
@@ -118,8 +122,8 @@ def test_flip_tta_in_evaluate_and_segmenter(tiny_run, tmp_path):
   kw = dict(dataset='octa_folder', data_root=folder, checkpoint='latest')
   trained = trained_lib.from_workdir(workdir, 'latest')
   data_cfg = evaluate_split.dataset_config(trained, 'octa_folder', folder)
-  plain = evaluate_split.predict(trained, data_cfg, 'test')
-  flips = evaluate_split.predict(trained, data_cfg, 'test', tta='flips')
+  plain = evaluate_split.model_maps(trained, data_cfg, 'test')
+  flips = evaluate_split.model_maps(trained, data_cfg, 'test', tta='flips')
   assert plain['tta'] == 'none' and flips['tta'] == 'flips'
   seg = inference.Segmenter.from_workdir(workdir, 'latest', tta='flips')
   for p, f in zip(plain['results'], flips['results']):
@@ -131,14 +135,12 @@ def test_flip_tta_in_evaluate_and_segmenter(tiny_run, tmp_path):
   assert out['tta'] == 'flips'
   assert pathlib.Path(out['out_dir']).name == 'octa_folder-test-tta_flips'
   with pytest.raises(ConfigError, match="tta='rot90'"):
-    evaluate_split.predict(trained, data_cfg, 'test', tta='rot90')
+    evaluate_split.model_maps(trained, data_cfg, 'test', tta='rot90')
 
 
 def test_bad_eval_tta_fails_before_training(data_cache, tmp_path):
-  from cosnet_jax.train import config_checks, loop  # pylint: disable=g-import-not-at-top
-  from tiny_config import tiny_config  # pylint: disable=g-import-not-at-top
   config = tiny_config(data_cache)
   config.eval.tta = 'mirror'
-  with pytest.raises(config_checks.ConfigError, match="config.eval.tta='mirror'"):
+  with pytest.raises(ConfigError, match="config.eval.tta='mirror'"):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run' / 'checkpoints').exists()

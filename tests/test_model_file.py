@@ -12,11 +12,11 @@ import pytest
 
 from cosnet_jax import export, model_file
 from cosnet_jax.errors import ModelFileError
-from cosnet_jax.evaluation import inference, metrics, trained as trained_lib
+from cosnet_jax.evaluation import metrics
+from cosnet_jax.inference import segmenter as inference, trained as trained_lib
+from cosnet_jax.data import image_io, load_image
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / 'shared' / 'data'
-
 
 @pytest.fixture(scope='module')
 def exported(tiny_run, tmp_path_factory):
@@ -53,6 +53,7 @@ def test_round_trip_gives_the_workdirs_masks_and_weights(exported):
   np.testing.assert_array_equal(m1, m2)
 
 
+@pytest.mark.slow
 def test_bad_files_and_names_get_one_line_errors(exported, tmp_path):
   _, info = exported
   data = pathlib.Path(info['path']).read_bytes()
@@ -77,14 +78,13 @@ def test_bad_files_and_names_get_one_line_errors(exported, tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
   for bad in (truncated, 'octa500-9m'):
     r = subprocess.run([sys.executable, '-m', 'cosnet_jax.predict', f'--model={bad}',
-                        f'--input={ROOT / "tests"}', f'--output={tmp_path / "o"}',
-                        '--nohugepages'], env=env, capture_output=True, text=True, timeout=300)
+                        f'--input={ROOT / "tests"}', f'--output={tmp_path / "o"}'],
+                       env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-2000:]
     assert r.stderr.count('\nerror: ') + r.stderr.startswith('error: ') == 1
 
 
 def _dice(seg, image_path, label_path, **kw):
-  from cosnet_jax.data import load_image, image_io  # pylint: disable=g-import-not-at-top
   prob, mask = seg(load_image(image_path), **kw)
   gt = image_io.read_label(label_path).astype(np.float32)
   return metrics.image_metrics(prob, gt, None)['dice']
@@ -108,21 +108,20 @@ FLOORS = {'octa500-3m': dict(o3m=0.88, o6m=0.81, rossa=0.86),
           'octa-general': dict(o3m=0.88, o6m=0.80, rossa=0.86)}
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason='shared OCTA data absent')
 @pytest.mark.parametrize('name', sorted(FLOORS))
-def test_shipped_models_segment_real_images(name):
+def test_shipped_models_segment_real_images(name, shared_data):
   assert name in trained_lib.shipped_models(), f'{name} is not shipped in cosnet_jax/weights'
   floors = FLOORS[name]
   seg = inference.Segmenter.from_pretrained(name)
-  base = SHARED / 'OCTA500_3M' / 'test'
+  base = shared_data / 'OCTA500_3M' / 'test'
   for sid in ('10451', '10475', '10500'):
     d = _dice(seg, base / 'image' / f'{sid}.bmp', base / 'label' / f'{sid}.bmp')
     assert d > floors['o3m'], (sid, d)
   # A 6x6 mm scan, given its field of view, is resampled to the model's spacing.
-  six = SHARED / 'OCTA-500-official-sample' / 'OCTA_6M'
+  six = shared_data / 'OCTA-500-official-sample' / 'OCTA_6M'
   d = _dice(seg, six / 'ProjectionMaps' / 'OCTA(ILM_OPL)' / '10001.bmp',
             six / 'GT_LargeVessel' / '10001.bmp', fov_mm=6.0)
   assert d > floors['o6m'], d
-  rossa = SHARED / 'ROSSA' / 'val'
+  rossa = shared_data / 'ROSSA' / 'val'
   d = _dice(seg, rossa / 'image' / '101.png', rossa / 'label' / '101.png')
   assert d > floors['rossa'], d

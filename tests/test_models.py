@@ -12,7 +12,7 @@ import pytest
 from flax import traverse_util
 from jax.sharding import PartitionSpec as P
 
-from cosnet_jax import models, platform
+from cosnet_jax import models
 from cosnet_jax.models.cosnet import encoder_from_spec
 from cosnet_jax.models.decoder import ResidualConvBlock, UpConv2x2
 from cosnet_jax.models.heads import ProjectionHead
@@ -20,12 +20,14 @@ from cosnet_jax.models.resnest import Bottleneck
 from cosnet_jax.models.refiner import neighbourhood_stack
 from cosnet_jax.models.splat import SplitAttentionConv
 from test_models_reference import splat as splat_reference
+from cosnet_jax.models import conv_bn, formulation
+from cosnet_jax import config as config_lib
 
 KEY = jax.random.key(0)
 
 
 def _model(name='cosnet_tiny', axis_name=None, **overrides):
-  cfg = models.default_model_config(name)
+  cfg = config_lib.model_config(name)
   cfg.update(overrides)
   return models.build_cosnet(cfg, axis_name=axis_name)
 
@@ -58,7 +60,7 @@ def _fake_variables(abstract, seed=0):
 
 
 def test_config_presets_and_overrides():
-  cfg = models.default_model_config()
+  cfg = config_lib.model_config()
   assert cfg.name == 'cosnet_small' and cfg.dtype == 'float32' and not cfg.remat
   assert cfg.pretrained == '' and cfg.embed_dim == 32
   spec = models.resolve_model_config(cfg)
@@ -67,17 +69,17 @@ def test_config_presets_and_overrides():
   spec = models.resolve_model_config(cfg)
   assert spec.stage_blocks == (3, 4, 6, 3) and spec.stage_channels == (256, 512, 1024, 2048)
   assert spec.embed_dim == 32  # embed_dim is an ordinary field: always the config's value
-  assert models.resolve_model_config(models.default_model_config('cosnet_resnest50')).embed_dim == 256
+  assert models.resolve_model_config(config_lib.model_config('cosnet_resnest50')).embed_dim == 256
   cfg.stage_blocks = (1, 2, 1, 1)  # explicit size fields override the preset
   assert models.resolve_model_config(cfg).stage_blocks == (1, 2, 1, 1)
   assert models.resolve_model_config(cfg).stem_width == 32
   with pytest.raises(ValueError, match='config.model.name'):
-    models.default_model_config('resnet9000')
-  bad = models.default_model_config('cosnet_tiny')
+    config_lib.model_config('resnet9000')
+  bad = config_lib.model_config('cosnet_tiny')
   bad.head_width = 6
   with pytest.raises(ValueError, match='head_width'):
     models.resolve_model_config(bad)
-  bad = models.default_model_config('cosnet_tiny')
+  bad = config_lib.model_config('cosnet_tiny')
   bad.dtype = 'float16'
   with pytest.raises(ValueError, match='config.model.dtype'):
     models.build_cosnet(bad)
@@ -90,7 +92,7 @@ def test_config_presets_and_overrides():
 def test_output_shapes(name, hw):
   model = _model(name)
   variables = _abstract_init(model, (1, 64, 64, 1))
-  d = models.resolve_model_config(models.default_model_config(name)).embed_dim
+  d = models.resolve_model_config(config_lib.model_config(name)).embed_dim
   x = jax.ShapeDtypeStruct((2, *hw, 1), jnp.float32)
   out, updates = jax.eval_shape(
       lambda v, x: model.apply(v, x, train=True, with_embeddings=True,
@@ -128,7 +130,7 @@ def test_resnest50_shapes_and_parameter_count():
 
 
 def test_encoder_feature_shapes_resnest50():
-  spec = models.resolve_model_config(models.default_model_config('cosnet_resnest50'))
+  spec = models.resolve_model_config(config_lib.model_config('cosnet_resnest50'))
   enc = encoder_from_spec(spec)
   x = jax.ShapeDtypeStruct((1, 320, 320, 3), jnp.float32)
   feats = jax.eval_shape(lambda x: enc.init_with_output(KEY, x, False)[0], x)
@@ -193,7 +195,7 @@ def test_no_stem_pool_runs_the_encoder_at_twice_the_resolution():
   assert 'up2' in plain['params']['decoder_thick'] and 'up2' not in hi['params']['decoder_thick']
   assert 'up2' in plain['params']['decoder_thin'] and 'up2' not in hi['params']['decoder_thin']
   assert set(plain['params']['decoder_thick']) - set(hi['params']['decoder_thick']) == {'up2'}
-  spec = models.resolve_model_config(dict(models.default_model_config('cosnet_tiny'),
+  spec = models.resolve_model_config(dict(config_lib.model_config('cosnet_tiny'),
                                           stem_pool=False))
   enc = encoder_from_spec(spec)
   feats = jax.eval_shape(lambda v, x: enc.apply(v, x, False),
@@ -204,7 +206,7 @@ def test_no_stem_pool_runs_the_encoder_at_twice_the_resolution():
   out = jax.eval_shape(lambda v, x: hi_model.apply(v, x, with_embeddings=True),
                        hi, jax.ShapeDtypeStruct((2, 64, 64, 1), jnp.float32))
   assert out['coarse'].shape == (2, 64, 64, 1) and out['embed_thick'].shape[:3] == (2, 64, 64)
-  bad = dict(models.default_model_config('cosnet_tiny'), stem_pool='no')
+  bad = dict(config_lib.model_config('cosnet_tiny'), stem_pool='no')
   with pytest.raises(ValueError, match='config.model.stem_pool'):
     models.resolve_model_config(bad)
 
@@ -304,8 +306,8 @@ def test_every_batchnorm_is_synchronised_over_axis_name():
   variables = _abstract_init(_model(), (1, 64, 64, 1))
   num_bn = len(jax.tree.leaves(variables['batch_stats'])) // 2
   assert num_bn == 54
-  for form, expected in ((platform.REFERENCE, num_bn), (platform.CPU, num_bn - 2)):
-    model = models.build_cosnet(models.default_model_config('cosnet_tiny'), axis_name='data',
+  for form, expected in ((formulation.REFERENCE, num_bn), (formulation.CPU, num_bn - 2)):
+    model = models.build_cosnet(config_lib.model_config('cosnet_tiny'), axis_name='data',
                                 formulation=form)
     fn = jax.shard_map(
         lambda v, x: model.apply(v, x, train=True, with_embeddings=True,
@@ -351,7 +353,7 @@ def test_cross_replica_batchnorm_under_shard_map_matches_global_batch():
 
 @pytest.fixture(scope='module')
 def refiner_setup():
-  refiner = models.build_refiner(models.default_refine_config())
+  refiner = models.build_refiner(config_lib.refine_model_config())
   rng = np.random.default_rng(7)
   maps = [rng.uniform(size=(2, 16, 24, 1)).astype(np.float32) for _ in range(3)]
   variables = models.init_variables(refiner, KEY, *maps)
@@ -376,7 +378,7 @@ def test_refiner_is_identity_at_init(refiner_setup):
   out = apply(variables, image, thick, thin)
   sal = np.maximum(thick, thin)
   assert out.shape == (2, 16, 24, 1) and out.dtype == jnp.float32
-  bound = 8 * np.exp(-models.default_refine_config().center_logit)  # 3.6e-4
+  bound = 8 * np.exp(-config_lib.refine_model_config().center_logit)  # 3.6e-4
   assert np.abs(out - sal).max() <= bound
   np.testing.assert_allclose(out, sal, atol=bound)
   p = variables['params']
@@ -427,15 +429,14 @@ def test_refiner_rejects_mismatched_inputs(refiner_setup):
 # ---- conv implementations and the summary command ---------------------------------------
 
 
-@pytest.mark.parametrize('formulation', ['reference', 'slices', 'dense'])
+@pytest.mark.parametrize('form_name', ['reference', 'slices', 'dense'])
 @pytest.mark.parametrize('kernel, groups, stride', [(3, 4, 1), (3, 2, 2), (1, 1, 1), (1, 2, 1)])
-def test_conv_matches_flax_conv(kernel, groups, stride, formulation):
+def test_conv_matches_flax_conv(kernel, groups, stride, form_name):
   """Grouped (native, sliced, or block-diagonal dense for narrow groups) and 1x1
   (matmul) convs == nn.Conv with the same variables."""
-  from cosnet_jax.models import conv_bn
-  form = {'reference': platform.REFERENCE,
-          'slices': platform.Formulation(grouped_conv='slices', dense_group_width=0),
-          'dense': platform.CPU}[formulation]
+  form = {'reference': formulation.REFERENCE,
+          'slices': formulation.Formulation(grouped_conv='slices', dense_group_width=0),
+          'dense': formulation.CPU}[form_name]
   layer = conv_bn.conv(16, kernel, stride=stride, groups=groups, use_bias=True,
                        formulation=form)
   pad = kernel // 2
@@ -468,8 +469,8 @@ def test_reference_formulation_counts_the_grouped_multiply_adds():
   # 2 x outputs x taps x 4 input channels, taps inside the zero padding not
   # counted by XLA: (22 / 24)^2 of 9 on an 8 x 8 image.
   grouped = 2 * 8 * 8 * 16 * 9 * 4 * (22 / 24) ** 2
-  assert flops(platform.CPU) == pytest.approx(4 * grouped, rel=0.02)
-  assert flops(platform.REFERENCE) == pytest.approx(grouped, rel=0.02)
+  assert flops(formulation.CPU) == pytest.approx(4 * grouped, rel=0.02)
+  assert flops(formulation.REFERENCE) == pytest.approx(grouped, rel=0.02)
 
 
 def test_summary_figures():

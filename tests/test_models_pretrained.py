@@ -12,12 +12,13 @@ from cosnet_jax import models
 from cosnet_jax.models import pretrained
 from cosnet_jax.models.cosnet import encoder_from_spec
 from test_models_reference import conv2d, official_resnest_state_dict, resnest_forward
+from cosnet_jax import config as config_lib
 
 TINY_SIZES = dict(stem_width=8, widths=(4, 8, 8, 16), blocks=(2, 1, 2, 1))
 
 
 def _abstract_variables(name, image_hw=(64, 64), **overrides):
-  cfg = models.default_model_config(name)
+  cfg = config_lib.model_config(name)
   cfg.update(overrides)
   model = models.build_cosnet(cfg)
   x = jax.ShapeDtypeStruct((1, *image_hw, 1), jnp.float32)
@@ -25,7 +26,7 @@ def _abstract_variables(name, image_hw=(64, 64), **overrides):
 
 
 def _tiny_encoder_cfg():
-  cfg = models.default_model_config('cosnet_tiny')
+  cfg = config_lib.model_config('cosnet_tiny')
   cfg.stem_width = TINY_SIZES['stem_width']
   cfg.stage_widths = TINY_SIZES['widths']
   cfg.stage_blocks = TINY_SIZES['blocks']
@@ -113,7 +114,7 @@ def test_encoder_with_converted_weights_matches_numpy_resnest(tmp_path):
 
 def test_unknown_key_is_named():
   _, abstract = _abstract_variables('cosnet_tiny')
-  cfg = models.resolve_model_config(models.default_model_config('cosnet_tiny'))
+  cfg = models.resolve_model_config(config_lib.model_config('cosnet_tiny'))
   sd = official_resnest_state_dict(stem_width=cfg.stem_width, widths=cfg.stage_widths,
                                    blocks=cfg.stage_blocks)
   enc_p, enc_s = abstract['params']['encoder'], abstract['batch_stats']['encoder']

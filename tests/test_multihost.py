@@ -1,7 +1,6 @@
 """Multi-host for real: two processes on localhost (2 CPU devices each) train
 the same steps as one process with 4 devices, and log the same losses."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -12,8 +11,13 @@ import sys
 import numpy as np
 import pytest
 
+import tiny_config
+from cosnet_jax.train import loop
+
+pytestmark = pytest.mark.slow  # subprocesses
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'tests' / 'tiny_main_config.py'
+CONFIG = ROOT / 'tests' / 'tiny_config.py'
 
 
 def _free_port():
@@ -23,7 +27,7 @@ def _free_port():
 
 
 def _cmd(workdir, data_cache, extra=()):
-  return [sys.executable, '-m', 'cosnet_jax.main', f'--config={CONFIG}',
+  return [sys.executable, '-m', 'cosnet_jax.main', f'--config={CONFIG}:slice',
           f'--workdir={workdir}', f'--config.data.cache_dir={data_cache}', *extra]
 
 
@@ -44,12 +48,8 @@ def _losses(workdir):
 
 
 def _one_process_reference(workdir, data_cache):
-  """tiny_main_config in this process (4 devices): tiny_run's compiled step."""
-  from cosnet_jax.train import loop  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location('tiny_main_config', CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  """tiny_config:slice in this process (4 devices): tiny_run's compiled step."""
+  config = tiny_config.get_config('slice')
   config.data.cache_dir = str(data_cache)
   with pytest.raises(loop.RunSliceDone):
     loop.train_and_evaluate(config, str(workdir))

@@ -1,4 +1,4 @@
-"""cosnet_jax.platform: the CPU choices are picked by backend and config, change no
+"""Platform choices (models/formulation.py, compilation.py, hugepages.py): the CPU choices are picked by backend and config, change no
 numbers (whole model and compiled options), and huge pages re-execute once."""
 import os
 import pathlib
@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cosnet_jax import models, platform
+from cosnet_jax import compilation, hugepages, models
+from cosnet_jax import config as config_lib
 from cosnet_jax.errors import ConfigError
+from cosnet_jax.models import formulation
 from cosnet_jax.models import conv_bn
 from cosnet_jax.models import config as model_config
 
@@ -21,36 +23,36 @@ GLIBC = (2, 36)
 
 
 def test_formulation_by_backend_and_config():
-  cfg = platform.default_platform_config()
-  assert platform.formulation(cfg, 'cpu') == platform.CPU
-  assert platform.formulation(cfg, 'gpu') == platform.REFERENCE
-  assert platform.formulation(None, 'tpu') == platform.REFERENCE
+  cfg = config_lib.platform_config()
+  assert formulation.formulation(cfg, 'cpu') == formulation.CPU
+  assert formulation.formulation(cfg, 'gpu') == formulation.REFERENCE
+  assert formulation.formulation(None, 'tpu') == formulation.REFERENCE
   cfg.fused_projection = 'off'
   cfg.max_pool = 'reduce_window'
-  f = platform.formulation(cfg, 'cpu')
+  f = formulation.formulation(cfg, 'cpu')
   assert not f.fused_projection and not f.strided_max_pool
   assert f.grouped_conv == 'slices' and f.dense_group_width == 4
   cfg.grouped_conv, cfg.dense_group_width = 'native', 0
-  assert platform.formulation(cfg, 'cpu') == platform.REFERENCE
-  cfg = platform.default_platform_config()
+  assert formulation.formulation(cfg, 'cpu') == formulation.REFERENCE
+  cfg = config_lib.platform_config()
   cfg.grouped_conv, cfg.dense_group_width, cfg.fused_projection = 'slices', 8, 'on'
-  f = platform.formulation(cfg, 'gpu')
+  f = formulation.formulation(cfg, 'gpu')
   assert f.grouped_conv == 'slices' and f.dense_group_width == 8 and f.fused_projection
   cfg.max_pool = 'fast'
   with pytest.raises(ConfigError, match=r"config.platform.max_pool='fast'"):
-    platform.formulation(cfg, 'cpu')
+    formulation.formulation(cfg, 'cpu')
 
 
 def test_compiler_options_by_backend_mode_and_config():
-  cfg = platform.default_platform_config()
-  assert platform.compiler_options(cfg, 'gpu') is None
-  assert platform.compiler_options(cfg, 'cpu') == platform.CPU_COMPILER_OPTIONS['train']
-  assert platform.compiler_options(cfg, 'cpu', 'infer') == platform.CPU_COMPILER_OPTIONS['infer']
+  cfg = config_lib.platform_config()
+  assert compilation.compiler_options(cfg, 'gpu') is None
+  assert compilation.compiler_options(cfg, 'cpu') == compilation.CPU_COMPILER_OPTIONS['train']
+  assert compilation.compiler_options(cfg, 'cpu', 'infer') == compilation.CPU_COMPILER_OPTIONS['infer']
   with pytest.raises(ValueError, match='mode'):
-    platform.compiler_options(cfg, 'cpu', 'eval')
+    compilation.compiler_options(cfg, 'cpu', 'eval')
   cfg.xla_options = 'off'
-  assert platform.compiler_options(cfg, 'cpu') is None
-  assert platform.init_compiler_options('gpu') is None
+  assert compilation.compiler_options(cfg, 'cpu') is None
+  assert compilation.init_compiler_options('gpu') is None
 
 
 def test_no_environment_read_in_models():
@@ -63,8 +65,8 @@ def test_no_environment_read_in_models():
 @pytest.mark.parametrize('groups, c_in, c_out', [(4, 16, 32), (4, 32, 32), (2, 12, 8)])
 def test_grouped_conv_formulations_agree(groups, c_in, c_out):
   x = jax.random.normal(jax.random.key(0), (2, 12, 12, c_in))
-  forms = [platform.REFERENCE, platform.CPU,
-           platform.Formulation(grouped_conv='slices', dense_group_width=0)]
+  forms = [formulation.REFERENCE, formulation.CPU,
+           formulation.Formulation(grouped_conv='slices', dense_group_width=0)]
   layers = [conv_bn.conv(c_out, 3, groups=groups, use_bias=True, formulation=f) for f in forms]
   variables = layers[0].init(jax.random.key(1), x)
   variables = jax.tree.map(lambda v: v + 0.1, variables)   # a non-zero bias too
@@ -88,10 +90,10 @@ def test_cpu_and_reference_models_compute_the_same(monkeypatch):
   """
   monkeypatch.setattr(model_config, 'DTYPES', tuple(model_config.DTYPES) + ('float64',))
   with jax.enable_x64(True):
-    cfg = models.default_model_config('cosnet_tiny')
+    cfg = config_lib.model_config('cosnet_tiny')
     cfg.dtype = 'float64'
-    ref = models.build_cosnet(cfg, formulation=platform.REFERENCE)
-    cpu = models.build_cosnet(cfg, formulation=platform.CPU)
+    ref = models.build_cosnet(cfg, formulation=formulation.REFERENCE)
+    cpu = models.build_cosnet(cfg, formulation=formulation.CPU)
     x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 1), dtype=jnp.float64)
     variables = models.init_variables(ref, jax.random.key(1), x[:1], train=False,
                                       with_embeddings=True)
@@ -130,8 +132,8 @@ def test_cpu_options_keep_convolutions_and_reductions_where_measured():
       x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   # YNNPACK takes a convolution only from about this size up (compiled, not run):
   big = [jnp.zeros((8, 96, 96, 32)), jnp.zeros((3, 3, 32, 32))]
-  train = platform.compiler_options(None, 'cpu', 'train')
-  infer = platform.compiler_options(None, 'cpu', 'infer')
+  train = compilation.compiler_options(None, 'cpu', 'train')
+  infer = compilation.compiler_options(None, 'cpu', 'infer')
   assert 'convolution' in _ynn_fused_ops(jax.jit(conv).lower(*big).compile().as_text())
   assert 'convolution' not in _ynn_fused_ops(
       jax.jit(conv, compiler_options=train).lower(*big).compile().as_text())
@@ -165,25 +167,25 @@ def test_cpu_options_keep_convolutions_and_reductions_where_measured():
     ({}, None, 'madvise', True, None),        # musl, macOS
 ])
 def test_hugepages_tunables(environ, glibc, thp, cpu, expected):
-  assert platform.hugepages_tunables(environ, glibc, thp, cpu) == expected
+  assert hugepages.tunables(environ, glibc, thp, cpu) == expected
 
 
 def test_hugepages_state_and_thp_mode(tmp_path):
-  assert platform.hugepages_active({'GLIBC_TUNABLES': 'a=1:glibc.malloc.hugetlb=1'})
-  assert not platform.hugepages_active({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'})
-  assert not platform.hugepages_active({})
+  assert hugepages.active({'GLIBC_TUNABLES': 'a=1:glibc.malloc.hugetlb=1'})
+  assert not hugepages.active({'GLIBC_TUNABLES': 'glibc.malloc.hugetlb=0'})
+  assert not hugepages.active({})
   sysfs = tmp_path / 'enabled'
   sysfs.write_text('always [madvise] never\n')
-  assert platform.thp_mode(str(sysfs)) == 'madvise'
-  assert platform.thp_mode(str(tmp_path / 'missing')) is None
+  assert hugepages.thp_mode(str(sysfs)) == 'madvise'
+  assert hugepages.thp_mode(str(tmp_path / 'missing')) is None
 
 
 _CHILD = r'''
 import os, sys
 sys.path.insert(0, {root!r})
-from cosnet_jax import platform
+from cosnet_jax import hugepages
 print('argv', sys.argv[1:], flush=True)
-platform.hugepages_reexec()
+hugepages.reexec()
 import numpy as np
 a = np.ones(256 * 2**20 // 8)          # 256 MB, one malloc'd mapping, touched
 huge_kb = 0
@@ -197,10 +199,11 @@ print('huge_mb', huge_kb // 1024, float(a.sum()))
 
 
 @pytest.mark.skipif(
-    platform.glibc_version() is None or platform.glibc_version() < platform.MIN_GLIBC
-    or platform.thp_mode() not in ('always', 'madvise')
+    hugepages.glibc_version() is None or hugepages.glibc_version() < hugepages.MIN_GLIBC
+    or hugepages.thp_mode() not in ('always', 'madvise')
     or not os.path.exists('/proc/self/smaps_rollup'),
     reason='needs Linux with glibc >= 2.35 and transparent huge pages')
+@pytest.mark.slow
 def test_reexec_gives_huge_pages_and_says_so():
   env = {k: v for k, v in os.environ.items() if k != 'GLIBC_TUNABLES'}
   env['JAX_PLATFORMS'] = 'cpu'

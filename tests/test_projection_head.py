@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from cosnet_jax.models.heads import ProjectionHead
+from cosnet_jax.models import formulation
 
 KEY = jax.random.PRNGKey(0)
 
@@ -114,7 +115,6 @@ def test_bfloat16_heads_run_the_layers(setup):
 
 
 def test_formulation_decides_the_default():
-  from cosnet_jax import platform  # pylint: disable=g-import-not-at-top
   assert ProjectionHead(8).fused is None
-  assert ProjectionHead(8, formulation=platform.CPU).formulation.fused_projection
+  assert ProjectionHead(8, formulation=formulation.CPU).formulation.fused_projection
   assert not ProjectionHead(8).formulation.fused_projection

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cosnet_jax.evaluation import tiling
+from cosnet_jax.inference import tiling
 
 
 def test_pad_to_multiple_and_crop_back_round_trip():

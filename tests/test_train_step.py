@@ -12,11 +12,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from cosnet_jax import sharding
 from cosnet_jax import contrast as contrast_lib
-from cosnet_jax import models, platform
+from cosnet_jax import models
 from cosnet_jax.train import state as state_lib
 from cosnet_jax.train import steps as steps_lib
-from cosnet_jax.train import loop
+from cosnet_jax.train import compiled
 from tiny_config import tiny_config as _tiny_run_config
+from cosnet_jax.models import formulation
 
 SIZE = 32
 BATCH = 4
@@ -78,17 +79,18 @@ TINY_RUN_STEPS = 6   # tests/tiny_config.py's train.num_steps (the lr schedule)
 def _contrast_setup():
   """tiny_run's config, compiled step and initial state (4 devices, contrast on).
 
-  Same config, mesh and schedule as the test run's tiny_run, so loop's caches
-  hand back the functions it compiled.
+  Same config, mesh and schedule as the test run's tiny_run, so the compile
+  caches (train/compiled.py) hand back the functions it compiled.
   """
   config = tiny_config(0.05)
   mesh = sharding.make_mesh()
-  model, _, step, _ = loop._stage1_fns(config, mesh, TINY_RUN_STEPS)
-  return config, mesh, model, step
+  fns = compiled.stage1_functions(config, mesh, TINY_RUN_STEPS)
+  return config, mesh, fns.model, fns.train_step
 
 
 def _contrast_state(config, mesh):
-  return loop.initial_stage1_state(config, mesh, TINY_RUN_STEPS)
+  return compiled.stage1_functions(config, mesh, TINY_RUN_STEPS).init(
+      jax.random.PRNGKey(config.seed))
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,7 +208,7 @@ def test_refine_step_trains_only_the_refiner():
   s1 = _contrast_state(config, mesh)
   stage1 = {'params': s1.params, 'batch_stats': s1.batch_stats}
   stage1_before = jax.device_get(stage1)
-  refiner, tx, step, _ = loop._stage2_fns(config, mesh, config.refine.num_steps, model)
+  refiner, tx, step, _ = compiled.stage2_functions(config, mesh, config.refine.num_steps)
   create = lambda r: state_lib.create_refine_state(r, refiner, config, (SIZE, SIZE),
                                                    config.refine.num_steps, tx)
   rstate = models.compile_init(jax.jit(create, out_shardings=NamedSharding(mesh, P())),
@@ -237,7 +239,7 @@ def _one_step_per_platform(settings, weight, hlo_op):
     config = tiny_config(weight)
     config.platform.update(fields)
     mesh = sharding.make_mesh()
-    form = platform.formulation(config.platform, sharding.backend(mesh))
+    form = formulation.formulation(config.platform, sharding.backend(mesh))
     model = models.build_cosnet(config.model, axis_name=sharding.AXIS, formulation=form)
     step = steps_lib.build_train_step(model, config, mesh)
     # The step applies the state's apply_fn: this formulation's model.

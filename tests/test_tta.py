@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 
 from cosnet_jax import sharding
-from cosnet_jax.data import config as data_config
+
 from cosnet_jax.data import testing as data_testing
-from cosnet_jax.evaluation import runner
-from cosnet_jax.evaluation import tta
+from cosnet_jax.inference import runner
+from cosnet_jax.inference import tta
+from cosnet_jax import config as config_lib
 
 
 def _ramp_predict(image):
@@ -90,15 +91,15 @@ def test_predict_split_averages_mirrors_of_padded_images(tmp_path):
   for sub in ('image', 'label'):
     path = tmp_path / 'data' / 'test' / sub / 'test1.png'
     Image.fromarray(np.asarray(Image.open(path))[:40, :45]).save(path)
-  cfg = data_config.default_data_config()
+  cfg = config_lib.data_config()
   cfg.name, cfg.root, cfg.cache_dir = 'octa_folder', root, str(tmp_path / 'tfds')
   mesh = sharding.make_mesh(jax.local_devices())
   h_ramp = jnp.arange(64, dtype=jnp.float32)
   step = jax.jit(lambda batch: {'coarse': batch['image'] * (1.0 + h_ramp[:, None, None]
                                                             + 2.0 * h_ramp[None, :, None])})
-  bs = runner.eval_batch_size(4)
-  plain = runner.predict_split(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',))
-  flips = runner.predict_split(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',),
+  bs = sharding.eval_batch_size(4)
+  plain = runner.split_maps(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',))
+  flips = runner.split_maps(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',),
                                tta='flips')
   assert [r['id'] for r in flips] == [r['id'] for r in plain]
   assert {r['coarse'].shape for r in flips} == {(48, 48), (40, 45)}
@@ -110,7 +111,7 @@ def test_predict_split_averages_mirrors_of_padded_images(tmp_path):
                   axis=0)
     np.testing.assert_allclose(r['coarse'], ref, rtol=1e-5)
   # Shifts move only each image's valid region, so the padding never enters it.
-  moved = runner.predict_split(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',),
+  moved = runner.split_maps(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',),
                                tta='flips_shifts')
   for r in moved:
     img = r['image'].astype(np.float64)
@@ -121,7 +122,7 @@ def test_predict_split_averages_mirrors_of_padded_images(tmp_path):
                   axis=0)
     np.testing.assert_allclose(r['coarse'], ref, rtol=1e-5)
   with pytest.raises(ValueError, match='eval.tta'):
-    runner.predict_split(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',),
+    runner.split_maps(step, cfg, 'test', mesh, batch_size=bs, outputs=('coarse',),
                          tta='all')
 
 

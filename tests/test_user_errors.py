@@ -10,12 +10,15 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cosnet_jax.data import testing
 
+pytestmark = pytest.mark.slow  # subprocesses
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = ROOT / 'tests' / 'tiny_cli_config.py'
+CONFIG = ROOT / 'tests' / 'tiny_config.py'
 
 
 def _main(tmp_path, workdir, *args, config=f'{CONFIG}:folder'):

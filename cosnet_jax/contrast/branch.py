@@ -95,7 +95,7 @@ def contrast_branch_loss(embed: jax.Array, prob: jax.Array, labels: jax.Array,
       embed, lab, pred, val, image_keys, num_classes=num_classes,
       max_samples=int(cfg.max_samples), max_views=int(cfg.max_views),
       min_pixels=int(cfg.min_pixels), total_classes=total_classes,
-      hard_fraction=float(cfg.get('hard_fraction', 0.5)))
+      hard_fraction=float(cfg.hard_fraction))
   # At most max_samples anchors are valid: drop the padding slots.
   anchors = compact_anchors(anchors, int(cfg.max_samples))
 

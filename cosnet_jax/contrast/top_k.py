@@ -11,7 +11,7 @@ def top_k_last_axis(x: jax.Array, k: int) -> Tuple[jax.Array, jax.Array]:
   top_k lowers to sort + slice, which XLA turns back into a partial top-k
   only while the slice stays a plain [..., :k]. Slicing the result further or
   using only the indices lets XLA fuse the slices and keeps a FULL sort
-  (measured ~50x slower on CPU for [32, 102400], k=200). Consuming the values
+  (far slower on CPU; experiments/README.md, "Performance"). Consuming the values
   in the indices (a `where` on NaN values, which never changes them) keeps
   both outputs alive and the pattern intact. (An optimization_barrier does
   the same in isolation but crashes XLA:CPU's TopkDecomposer inside the

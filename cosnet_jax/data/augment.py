@@ -22,6 +22,7 @@ import dataclasses
 import math
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 
@@ -56,10 +57,8 @@ def sample_params(rng: np.random.Generator, src_hw, crop: tuple[int, int],
   """
   h, w = src_hw
   u = rng.uniform(size=8)
-  lo, hi = (float(v) for v in data_cfg.get('scale_range', (1.0, 1.0)))
+  lo, hi = (float(v) for v in data_cfg.scale_range)
   if (lo, hi) != (1.0, 1.0):
-    if not 0 < lo <= hi:
-      raise ValueError(f'config.data.scale_range=({lo}, {hi}): expected 0 < lo <= hi')
     scale *= math.exp(math.log(lo) + rng.uniform() * (math.log(hi) - math.log(lo)))
   # The crop's extent in source pixels.
   ch, cw = (int(round(c / scale)) for c in crop) if scale != 1.0 else crop
@@ -170,8 +169,6 @@ def intensity(value: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
 
   `valid` float32 [h, w] marks the image's pixels; the result is 0 elsewhere.
   """
-  if aug_cfg is None:
-    return value
   out = value
   gamma = float(aug_cfg.gamma)
   if gamma > 0:
@@ -189,8 +186,7 @@ def intensity(value: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
     for _ in range(int(rng.integers(1, int(aug_cfg.stripes_max) + 1))):
       row, rows = int(rng.integers(0, h)), int(rng.integers(1, 5))
       out[row:row + rows] = out[row:row + rows] + np.float32(rng.uniform(-0.3, 0.3))
-  if (float(aug_cfg.get('lowres_prob', 0.0)) > 0
-      and rng.uniform() < float(aug_cfg.lowres_prob)):
+  if float(aug_cfg.lowres_prob) > 0 and rng.uniform() < float(aug_cfg.lowres_prob):
     lo, hi = aug_cfg.lowres_factor
     out = lowres(out, float(rng.uniform(lo, hi)))
   if out is value:
@@ -206,7 +202,6 @@ def lowres(value: np.ndarray, factor: float) -> np.ndarray:
   `factor` times larger (a wider field of view at the same number of A-scans)
   after it was resampled to the model's spacing.
   """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   h, w = value.shape
   small = (max(int(round(w / factor)), 1), max(int(round(h / factor)), 1))
   im = Image.fromarray(np.asarray(value, np.float32), mode='F')
@@ -221,4 +216,4 @@ def augment(image_u8, labels, vessel_index, rng, data_cfg, out_hw, scale: float 
     crop = tuple(int(round(c * scale)) for c in crop)
   params = sample_params(rng, image_u8.shape, crop, vessel_index, data_cfg, scale)
   value, out_labels, valid = warp(image_u8, labels, params, crop, out_hw)
-  return intensity(value, valid, rng, data_cfg.get('augment')), out_labels, valid
+  return intensity(value, valid, rng, data_cfg.augment), out_labels, valid

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from cosnet_jax.data import layouts, synthetic
+from cosnet_jax.data import datasets, layouts, synthetic
 from cosnet_jax.data.errors import DatasetNotFoundError, ShapeMismatchError
 from cosnet_jax.data.image_io import encode_png, image_size, read_image_u8, read_label
 
@@ -37,7 +37,7 @@ def _features():
   return tfds.features.FeaturesDict(d)
 
 
-def encode_files(ex: layouts.ExampleFiles) -> dict:
+def encode_files(ex: datasets.ExampleFiles) -> dict:
   """Decodes, checks and re-encodes one example's files.
 
   Raises:
@@ -116,25 +116,17 @@ class Octa500Config(tfds.core.BuilderConfig):
 
 
 def _octa500_configs():
-  configs = []
-  for fov in ('3m', '6m'):
-    for proj in layouts.OCTA500_PROJECTIONS:
-      modality, layer = proj[:-1].split('(')
-      pname = layer.lower() if modality == 'OCTA' else 'oct_' + layer.lower()
-      for label in layouts.OCTA500_LABELS:
-        lname = label[3:].lower()
-        configs.append(Octa500Config(
-            name=f'{fov}_{pname}_{lname}', fov=fov, projection=proj, label=label,
-            description=f'OCTA-500 {fov.upper()}, projection {proj}, label {label}.'))
-  return configs
+  return [Octa500Config(name=name, fov=fov, projection=proj, label=label,
+                        description=f'OCTA-500 {fov.upper()}, projection {proj}, label {label}.')
+          for name, (fov, proj, label) in datasets.octa500_configs().items()]
 
 
 class Octa500(_FileBuilder):
   """OCTA-500 (3M / 6M) en-face projections with one vessel / FAZ label; thick = thin = mask."""
 
   BUILDER_CONFIGS = _octa500_configs()
-  MANUAL_DOWNLOAD_INSTRUCTIONS = layouts.OCTA500_INSTRUCTIONS
-  INSTRUCTIONS = layouts.OCTA500_INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.OCTA500_INSTRUCTIONS
+  INSTRUCTIONS = datasets.OCTA500_INSTRUCTIONS
 
   def _scan(self, root):
     c = self.builder_config
@@ -151,8 +143,8 @@ class Rose1(_FileBuilder):
           name='svc_dvc',
           description='SVC+DVC images and gt; thick / thin from SVC thick_gt / thin_gt.'),
   ]
-  MANUAL_DOWNLOAD_INSTRUCTIONS = layouts.ROSE_INSTRUCTIONS
-  INSTRUCTIONS = layouts.ROSE_INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.ROSE_INSTRUCTIONS
+  INSTRUCTIONS = datasets.ROSE_INSTRUCTIONS
 
   def _scan(self, root):
     return layouts.scan_rose1(root, self.builder_config.name)
@@ -161,8 +153,8 @@ class Rose1(_FileBuilder):
 class Rose2(_FileBuilder):
   """ROSE-2 (centreline labels; thick = thin = gt); val = every 10th official-train image."""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = layouts.ROSE_INSTRUCTIONS
-  INSTRUCTIONS = layouts.ROSE_INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.ROSE_INSTRUCTIONS
+  INSTRUCTIONS = datasets.ROSE_INSTRUCTIONS
 
   def _scan(self, root):
     return layouts.scan_rose2(root)
@@ -171,8 +163,8 @@ class Rose2(_FileBuilder):
 class Rossa(_FileBuilder):
   """ROSSA: splits train_manual, train_sam, val, test (those present); thick = thin = mask."""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = layouts.ROSSA_INSTRUCTIONS
-  INSTRUCTIONS = layouts.ROSSA_INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.ROSSA_INSTRUCTIONS
+  INSTRUCTIONS = datasets.ROSSA_INSTRUCTIONS
 
   def _scan(self, root):
     return layouts.scan_rossa(root)
@@ -181,8 +173,8 @@ class Rossa(_FileBuilder):
 class OctaFolder(_FileBuilder):
   """Any folder {split}/{image,label}[,thick,thin]/<id>.<ext>, paired by file stem."""
 
-  MANUAL_DOWNLOAD_INSTRUCTIONS = layouts.FOLDER_INSTRUCTIONS
-  INSTRUCTIONS = layouts.FOLDER_INSTRUCTIONS
+  MANUAL_DOWNLOAD_INSTRUCTIONS = datasets.FOLDER_INSTRUCTIONS
+  INSTRUCTIONS = datasets.FOLDER_INSTRUCTIONS
 
   def _scan(self, root):
     return layouts.scan_flat(root)

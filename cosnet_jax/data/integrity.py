@@ -10,7 +10,7 @@ in two splits (a leak between training and evaluation; ids may repeat across
 splits, as ROSE's do).
 
 `check(files)` decodes as it checks, so the training start-up pays for one
-pass over the files (the result is cached by prepare.py).
+pass over the files (the result is cached by files_reader.py).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
+from cosnet_jax.data.datasets import pack_labels, vessel_mask
 from cosnet_jax.data.errors import DataError, DataIntegrityError
 from cosnet_jax.data.image_io import read_image_u8, read_label
 
@@ -89,11 +90,7 @@ def _check_pair(ex, problems: list, warnings: list):
     warnings.append(f'{ex.mask}: label has no vessel pixel')
   if image.min() == image.max():
     warnings.append(f'{ex.image}: constant image (every pixel {int(image.min())})')
-  mask = labels['mask']
-  thick = labels.get('thick', mask)
-  thin = labels.get('thin', mask)
-  packed = mask | (thick << 1) | (thin << 2)
-  return image, packed.astype(np.uint8)
+  return image, pack_labels(labels['mask'], labels.get('thick'), labels.get('thin'))
 
 
 def _sizes_text(shapes) -> str:
@@ -130,7 +127,7 @@ def check(files: dict, name: str, problems: list | None = None) -> Report:
       labels.append(packed)
       ids.append(ex.id)
       shapes.append(image.shape)
-      fractions[split].append(float((packed & 1).mean()))
+      fractions[split].append(float(vessel_mask(packed).mean()))
     decoded[split] = (images, labels, ids)
   order = {'train': 0, 'val': 1, 'test': 2}
   counts = ', '.join(f'{s} {len(files[s])}' for s in sorted(

@@ -5,75 +5,27 @@ natural order) or raises a DataError subclass naming the folder / file:
   * DatasetNotFoundError: the expected folder is missing or holds no image;
   * PairingError: an image without a label, a label without an image, or two
     files with the same id in one folder.
-Decoding (and the label / size checks) happens later, in the TFDS builders.
+`scan(data_cfg)` picks the layout from `config.data.name`; `fingerprint`
+keys a listing by every file's path, size and time. Decoding (and the label /
+size checks) happens in the readers.
 """
-import dataclasses
+import hashlib
+import json
 import os
-import re
 from typing import Optional
 
-from cosnet_jax.data.errors import DatasetNotFoundError, PairingError
+from cosnet_jax.data import datasets
+from cosnet_jax.data import splits as splits_lib
+from cosnet_jax.data.datasets import (FOLDER_INSTRUCTIONS, OCTA500_INSTRUCTIONS,
+                                      ROSE_INSTRUCTIONS, ROSSA_INSTRUCTIONS, ExampleFiles,
+                                      natural_key)
+from cosnet_jax.data.errors import DataError, DatasetNotFoundError, PairingError
 
 IMAGE_EXTENSIONS = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
 # A label file may be named like its image, or with one of these suffixes.
 LABEL_SUFFIXES = ('', '_gt', '_label', '_mask', '_manual', '_manual1')
-
-OCTA500_INSTRUCTIONS = """\
-OCTA-500 (Li et al., Medical Image Analysis 2024) is released for research use at
-https://ieee-dataport.org/open-access/octa-500 . Download and unzip it, then set
-config.data.root to the folder that holds OCTA_3M/ and/or OCTA_6M/ (the original
-release layout):
-  OCTA_3M/ProjectionMaps/OCTA(ILM_OPL)/10301.bmp   (also 'Projection Maps/')
-  OCTA_3M/GT_LargeVessel/10301.bmp                  (also 'Label/GT_LargeVessel/')
-A flat copy {train,val,test}/{image,label}/<id>.bmp (one projection, one label)
-is accepted too. Splits follow the official subject ids (6M: train 10001-10180,
-val 10181-10200, test 10201-10300; 3M: train 10301-10440, val 10441-10450,
-test 10451-10500)."""
-
-ROSE_INSTRUCTIONS = """\
-ROSE (Ma et al., IEEE TMI 2021) is released on request for research use:
-https://imed.nimte.ac.cn/dataofrose.html . Unpack it so that config.data.root
-holds ROSE-1/ and/or ROSE-2/ (or points at ROSE-1/ or ROSE-2/ itself):
-  ROSE-1/{SVC,DVC,SVC_DVC}/{train,test}/{img,gt}/   (SVC also thick_gt/, thin_gt/)
-  ROSE-2/{train,test}/{original,gt}/
-Images and labels are paired by file name (stem)."""
-
-ROSSA_INSTRUCTIONS = """\
-ROSSA (Ning et al., ICASSP 2024; MIT licence) is distributed with OCTA-FRNet:
-https://github.com/nhjydywd/OCTA-FRNet . Set config.data.root to the folder
-holding {train_manual,train_sam,val,test}/{image,label}/<n>.png (splits that
-are absent are skipped)."""
-
-FOLDER_INSTRUCTIONS = """\
-octa_folder reads any folder laid out as {split}/{image,label}/<id>.<ext>
-(optional {split}/thick/ and {split}/thin/ for two-branch labels), or a single
-pair of folders image/ and label/ (read as the split 'train'); set
-config.data.root to it. Images and labels are paired by file name (stem)."""
-
-OCTA500_SPLITS = {
-    '6m': {'train': (10001, 10180), 'val': (10181, 10200), 'test': (10201, 10300)},
-    '3m': {'train': (10301, 10440), 'val': (10441, 10450), 'test': (10451, 10500)},
-}
-OCTA500_PROJECTIONS = ('OCTA(FULL)', 'OCTA(ILM_OPL)', 'OCTA(OPL_BM)',
-                       'OCT(FULL)', 'OCT(ILM_OPL)', 'OCT(OPL_BM)')
-OCTA500_LABELS = ('GT_LargeVessel', 'GT_Capillary', 'GT_Artery', 'GT_Vein', 'GT_FAZ')
-
-ROSE_VAL_EVERY = 10  # ROSE val = every 10th official-train image (sorted ids).
-
-
-@dataclasses.dataclass(frozen=True)
-class ExampleFiles:
-  """Files of one example; thick / thin are None where the dataset has one label."""
-  id: str
-  image: str
-  mask: str
-  thick: Optional[str] = None
-  thin: Optional[str] = None
-
-
-def natural_key(s: str):
-  """Sort key that orders '2' before '10'."""
-  return [int(t) if t.isdigit() else t.lower() for t in re.split(r'(\d+)', s)]
+# Bumped when what a reader stores for the same files changes (decoding rules).
+FINGERPRINT_VERSION = 1
 
 
 def _missing(folder: str, what: str, instructions: str) -> DatasetNotFoundError:
@@ -172,7 +124,7 @@ def pair_by_stem(image_dir: str, label_dirs: dict[str, str], instructions: str =
           if all(k in pairs[stem] for k in found)]
 
 
-def _require_root(root: str, instructions: str) -> str:
+def _existing_root(root: str, instructions: str) -> str:
   if not root:
     raise DatasetNotFoundError(
         'config.data.root is empty: set it to the downloaded dataset folder.\n'
@@ -199,7 +151,7 @@ def scan_flat(root: str, splits: Optional[tuple[str, ...]] = None,
       'image' folder.
     optional_splits: if False, every listed split must exist.
   """
-  root = _require_root(root, instructions)
+  root = _existing_root(root, instructions)
   if splits is None and os.path.isdir(os.path.join(root, 'image')):
     dirs = {'mask': os.path.join(root, 'label')}
     return {'train': pair_by_stem(os.path.join(root, 'image'), dirs, instructions,
@@ -247,7 +199,7 @@ def scan_octa500(root: str, fov: str, projection: str, label: str,
     {split: [...]} with the official subject-id splits (official layout) or
     the split folders as they are (flat layout); empty splits are left out.
   """
-  root = _require_root(root, OCTA500_INSTRUCTIONS)
+  root = _existing_root(root, OCTA500_INSTRUCTIONS)
   if os.path.isdir(os.path.join(root, 'train', 'image')):
     return scan_flat(root, ('train', 'val', 'test'), OCTA500_INSTRUCTIONS,
                      problems=problems)
@@ -269,7 +221,7 @@ def scan_octa500(root: str, fov: str, projection: str, label: str,
     label_dir = os.path.join(base, label)
   files = pair_by_stem(proj_dir, {'mask': label_dir}, OCTA500_INSTRUCTIONS, problems)
   out = {}
-  ranges = OCTA500_SPLITS[fov.lower()]
+  ranges = datasets.OCTA500_SPLITS[fov.lower()]
   unknown = []
   for ex in files:
     sid = int(ex.id) if ex.id.isdigit() else None
@@ -292,13 +244,10 @@ def scan_octa500(root: str, fov: str, projection: str, label: str,
   return {s: out[s] for s in ('train', 'val', 'test') if s in out}
 
 
-def holdout_val(train: list[ExampleFiles], every: int = ROSE_VAL_EVERY
-                ) -> tuple[list[ExampleFiles], list[ExampleFiles]]:
-  """Deterministic hold-out: sorted position i goes to val iff i % every == every - 1."""
-  ordered = sorted(train, key=lambda e: natural_key(e.id))
-  tr = [e for i, e in enumerate(ordered) if i % every != every - 1]
-  va = [e for i, e in enumerate(ordered) if i % every == every - 1]
-  return tr, va
+def _rose_val(train: list[ExampleFiles]) -> tuple[list[ExampleFiles], list[ExampleFiles]]:
+  """ROSE's fixed validation split: every 10th official-train image (sorted ids)."""
+  keep, held = splits_lib.holdout([e.id for e in train], datasets.ROSE_VAL_FRACTION, seed=None)
+  return [train[i] for i in keep], [train[i] for i in held]
 
 
 def _rose_dir(root: str, name: str, marker: str) -> str:
@@ -321,10 +270,10 @@ def scan_rose1(root: str, layer: str, problems: Optional[list] = None
   dvc: image DVC/img, mask DVC/gt (one label).
   svc_dvc: image SVC_DVC/img (.png), mask SVC_DVC/gt (.tif), thick / thin from
     SVC/{thick_gt,thin_gt} (what COSNet's released code trains with).
-  Splits: 'train' / 'val' (hold-out of the official train, see holdout_val)
+  Splits: 'train' / 'val' (every 10th official-train image, splits.holdout)
   and 'test' (official test, never used for model selection).
   """
-  root = _require_root(root, ROSE_INSTRUCTIONS)
+  root = _existing_root(root, ROSE_INSTRUCTIONS)
   base = _rose_dir(root, 'ROSE-1', 'SVC')
   sub = {'svc': 'SVC', 'dvc': 'DVC', 'svc_dvc': 'SVC_DVC'}[layer]
   out = {}
@@ -336,27 +285,92 @@ def scan_rose1(root: str, layer: str, problems: Optional[list] = None
       dirs['thick'] = os.path.join(svc, 'thick_gt')
       dirs['thin'] = os.path.join(svc, 'thin_gt')
     out[split] = pair_by_stem(os.path.join(d, 'img'), dirs, ROSE_INSTRUCTIONS, problems)
-  out['train'], out['val'] = holdout_val(out['train'])
+  out['train'], out['val'] = _rose_val(out['train'])
   return {s: out[s] for s in ('train', 'val', 'test')}
 
 
 def scan_rose2(root: str, problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
   """ROSE-2: ROSE-2/{train,test}/{original,gt}; val = hold-out of train."""
-  root = _require_root(root, ROSE_INSTRUCTIONS)
+  root = _existing_root(root, ROSE_INSTRUCTIONS)
   base = _rose_dir(root, 'ROSE-2', 'train')
   out = {split: pair_by_stem(os.path.join(base, split, 'original'),
                              {'mask': os.path.join(base, split, 'gt')}, ROSE_INSTRUCTIONS,
                              problems)
          for split in ('train', 'test')}
-  out['train'], out['val'] = holdout_val(out['train'])
+  out['train'], out['val'] = _rose_val(out['train'])
   return {s: out[s] for s in ('train', 'val', 'test')}
 
 
 def scan_rossa(root: str, problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
   """ROSSA: {train_manual,train_sam,val,test}/{image,label}; absent splits skipped."""
-  root = _require_root(root, ROSSA_INSTRUCTIONS)
+  root = _existing_root(root, ROSSA_INSTRUCTIONS)
   if not os.path.isdir(os.path.join(root, 'train_manual')) and os.path.isdir(
       os.path.join(root, 'ROSSA')):
     root = os.path.join(root, 'ROSSA')
   return scan_flat(root, ('train_manual', 'train_sam', 'val', 'test'), ROSSA_INSTRUCTIONS,
                    problems=problems)
+
+
+# ------------------------------------------------------------ by config.data
+
+
+def require_root(data_cfg) -> str:
+  """The dataset folder, or a DatasetNotFoundError saying which flag sets it."""
+  base, _ = datasets.parse_name(data_cfg.name)
+  field = data_cfg.config_path if 'config_path' in data_cfg else 'config.data'
+  if not data_cfg.root:
+    where = f' (download: {datasets.DOWNLOAD[base]})' if base in datasets.DOWNLOAD else ''
+    raise DatasetNotFoundError(
+        f'{field}.root is empty: set --{field}.root=DIR to the {base} dataset '
+        f'folder{where}\n{datasets.INSTRUCTIONS[base]}')
+  return os.path.abspath(os.path.expanduser(data_cfg.root))
+
+
+def scan(data_cfg, problems: Optional[list] = None) -> dict[str, list[ExampleFiles]]:
+  """The files of each split of a file dataset ({split: [ExampleFiles]}).
+
+  With `problems` (a list), pairing problems are appended to it instead of
+  raised; a missing or empty dataset folder raises in any case.
+  """
+  base, config = datasets.parse_name(data_cfg.name)
+  if base == 'synthetic_octa':
+    raise DataError('synthetic_octa has no files to scan')
+  root = require_root(data_cfg)
+  if base == 'octa500':
+    fov, proj, label = datasets.octa500_config(config)
+    return scan_octa500(root, fov, proj, label, problems)
+  if base == 'rose1':
+    if config not in datasets.ROSE1_LAYERS:
+      raise DataError(f'Dataset rose1 needs a config (rose1/<layer>); got '
+                      f'{data_cfg.name!r}. Available: {", ".join(datasets.ROSE1_LAYERS)}')
+    return scan_rose1(root, config, problems)
+  if config:
+    raise DataError(f'Dataset {base!r} has no configs; got {data_cfg.name!r}')
+  if base == 'rose2':
+    return scan_rose2(root, problems)
+  if base == 'rossa':
+    return scan_rossa(root, problems)
+  return scan_flat(root, problems=problems)
+
+
+def _file_entry(path: str) -> str:
+  st = os.stat(path)
+  return f'{os.path.realpath(path)}\t{st.st_size}\t{st.st_mtime_ns}'
+
+
+def fingerprint(data_cfg, files: Optional[dict] = None) -> str:
+  """Content key of a dataset: its name and every file's path, size and mtime
+  (synthetic_octa: the generator's parameters)."""
+  h = hashlib.sha1(f'v{FINGERPRINT_VERSION}\n{data_cfg.name}\n'.encode())
+  base, _ = datasets.parse_name(data_cfg.name)
+  if base == 'synthetic_octa':
+    s = data_cfg.synthetic
+    h.update(json.dumps([s.num_train, s.num_val, s.num_test, s.size, s.seed]).encode())
+    return h.hexdigest()[:16]
+  for split in sorted(files):
+    for ex in files[split]:
+      h.update(f'{split}\t{ex.id}\n'.encode())
+      for path in (ex.image, ex.mask, ex.thick, ex.thin):
+        if path:
+          h.update((_file_entry(path) + '\n').encode())
+  return h.hexdigest()[:16]

@@ -23,16 +23,19 @@ import threading
 import weakref
 from typing import Iterator, Optional
 
+import jax
 import numpy as np
+from PIL import Image
 
 from cosnet_jax.data import augment as augment_lib
+from cosnet_jax.data import mixture as mixture_lib
 from cosnet_jax.data import source
+from cosnet_jax.data.datasets import unpack_labels, vessel_mask
 from cosnet_jax.data.errors import DataError
 
 
 def _process(process_index, process_count):
   if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if not 0 <= process_index < process_count:
@@ -43,7 +46,6 @@ def _process(process_index, process_count):
 def check_batch_size(global_batch_size: int, process_count: int, what: str = 'batch size'
                      ) -> int:
   """Returns the per-process batch size; raises if the devices cannot split it evenly."""
-  import jax  # pylint: disable=g-import-not-at-top
   n_dev = jax.device_count()
   if global_batch_size <= 0 or global_batch_size % n_dev:
     raise ValueError(
@@ -54,12 +56,6 @@ def check_batch_size(global_batch_size: int, process_count: int, what: str = 'ba
     raise ValueError(f'The global {what} {global_batch_size} must be a multiple of the '
                      f'process count {process_count}.')
   return global_batch_size // process_count
-
-
-def _unpack(labels: np.ndarray) -> dict:
-  """bit-packed uint8 [...] -> mask / thick / thin float32 [..., 1]."""
-  return {k: ((labels >> bit) & 1).astype(np.float32)[..., None]
-          for bit, k in enumerate(('mask', 'thick', 'thin'))}
 
 
 class TrainIterator:
@@ -147,7 +143,7 @@ class TrainIterator:
     else:
       outs = [self._one(*a) for a in args]
     batch = {'image': np.stack([o[0] for o in outs])[..., None]}
-    batch.update(_unpack(np.stack([o[1] for o in outs])))
+    batch.update(unpack_labels(np.stack([o[1] for o in outs])))
     batch['valid'] = np.stack([o[2] for o in outs])[..., None]
     return batch
 
@@ -230,11 +226,10 @@ def make_train_iterator(data_cfg, *, global_batch_size: int, seed: int, start_st
   Raises:
     ValueError: if global_batch_size is not a multiple of jax.device_count().
   """
-  from cosnet_jax.data import config as config_lib  # pylint: disable=g-import-not-at-top
   p, n_proc = _process(process_index, process_count)
   b = check_batch_size(global_batch_size, n_proc, 'batch size')
   mixture, sizes = [], []
-  for _, cfg in config_lib.sources(data_cfg):
+  for _, cfg in mixture_lib.sources(data_cfg):
     info = source.dataset_info(cfg)
     sizes.append(info['train_size'])
     mixture.append((cfg, source.load_split(cfg, cfg.train_split, p, n_proc),
@@ -292,7 +287,7 @@ def make_eval_batches(data_cfg, split: str, *, batch_size: int,
         img = arrays.images[i].astype(np.float32) / np.float32(255.0)
         lab = arrays.labels[i]
         ohs[j], ows[j] = img.shape
-        original[j] = (img, (lab & 1).astype(np.float32))
+        original[j] = (img, vessel_mask(lab).astype(np.float32))
         if scale != 1.0:
           img = resize(img, scale)
           lab = resize_nearest(lab, img.shape)
@@ -303,7 +298,7 @@ def make_eval_batches(data_cfg, split: str, *, batch_size: int,
         ids[j] = arrays.ids[i]
         hs[j], ws[j] = h, w
       out = {'image': image[..., None]}
-      out.update(_unpack(labels))
+      out.update(unpack_labels(labels))
       out.update(valid=valid[..., None], id=ids.astype(str), height=hs, width=ws,
                  orig_height=ohs, orig_width=ows, original=original)
       yield out
@@ -313,7 +308,6 @@ def make_eval_batches(data_cfg, split: str, *, batch_size: int,
 
 def resize(image: np.ndarray, scale: float | None = None, shape=None) -> np.ndarray:
   """float32 [h, w] -> bilinear resampling to `shape` or round(h * scale) x round(w * scale)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   if shape is None:
     shape = tuple(max(int(round(s * scale)), 1) for s in image.shape)
   if tuple(shape) == image.shape:

@@ -1,7 +1,8 @@
 """From `config.data` to the splits a run uses, as in-memory, preprocessed examples.
 
-The dataset comes decoded from prepare.py (cached by content). On top of its
-own splits:
+`prepared(data_cfg)` reads the dataset with the configured reader
+(files_reader.py, or tfds_reader.py with data.reader='tfds') once per process.
+On top of its own splits:
   * a dataset without the configured `val_split` (an `octa_folder` with only
     `train/`, or a single image/label pair of folders) gets one held out of
     its training split: `data.holdout_fraction` of the images, drawn with
@@ -17,11 +18,22 @@ import threading
 
 import numpy as np
 
-from cosnet_jax.data import prepare, splits as splits_lib
+from cosnet_jax.data import files_reader, tfds_reader
+from cosnet_jax.data import splits as splits_lib
+from cosnet_jax.data.datasets import Prepared, vessel_mask
 from cosnet_jax.data.errors import DataError
 from cosnet_jax.data.preprocess import preprocess_u8
 
-parse_name = prepare.parse_name
+_READERS = {'files': files_reader.read, 'tfds': tfds_reader.read}
+
+
+def prepared(data_cfg) -> Prepared:
+  """The decoded dataset of `data_cfg`, read by the configured reader.
+
+  Raises:
+    DatasetNotFoundError / DataError / DataIntegrityError (see the readers).
+  """
+  return _READERS[data_cfg.reader](data_cfg)
 
 
 @dataclasses.dataclass
@@ -32,23 +44,23 @@ class Views:
   held_out: bool
 
 
-def _holdout_needed(data_cfg, prep: prepare.Prepared) -> bool:
+def _holdout_needed(data_cfg, prep: Prepared) -> bool:
   val = data_cfg.val_split
-  return (bool(val) and float(data_cfg.get('holdout_fraction', 0.0)) > 0
+  return (bool(val) and float(data_cfg.holdout_fraction) > 0
           and any(name not in prep.splits for name in splits_lib.base_names(val))
           and 'train' in prep.splits)
 
 
 def views(data_cfg) -> Views:
   """The base splits of the run (the dataset's, plus a held-out val if needed)."""
-  prep = prepare.prepared(data_cfg)
+  prep = prepared(data_cfg)
   members = {name: [(name, i) for i in range(len(raw))] for name, raw in prep.splits.items()}
   held = _holdout_needed(data_cfg, prep)
   if held:
     val = splits_lib.base_names(data_cfg.val_split)[0]
     train_pos, val_pos = splits_lib.holdout(prep.splits['train'].ids,
                                             float(data_cfg.holdout_fraction),
-                                            int(data_cfg.get('holdout_seed', 0)))
+                                            int(data_cfg.holdout_seed))
     members['train'] = [('train', i) for i in train_pos]
     members[val] = [('train', i) for i in val_pos]
   return Views(members, held)
@@ -62,7 +74,7 @@ def split_members(data_cfg, split: str) -> list[tuple[str, int]]:
 
 
 def split_ids(data_cfg, split: str) -> list[str]:
-  prep = prepare.prepared(data_cfg)
+  prep = prepared(data_cfg)
   return [prep.splits[s].ids[i] for s, i in split_members(data_cfg, split)]
 
 
@@ -98,8 +110,7 @@ def scale_factor(data_cfg) -> float:
   data.spacing_um / data.target_spacing_um (> 1: the image is enlarged);
   1 when either is unset (0).
   """
-  spacing = float(data_cfg.get('spacing_um', 0.0) or 0.0)
-  target = float(data_cfg.get('target_spacing_um', 0.0) or 0.0)
+  spacing, target = float(data_cfg.spacing_um), float(data_cfg.target_spacing_um)
   return spacing / target if spacing > 0 and target > 0 else 1.0
 
 
@@ -113,7 +124,7 @@ def dataset_info(data_cfg) -> dict:
   eval batches (multiples of pad_multiple; eval_size after resampling by
   `scale`, see scale_factor).
   """
-  prep = prepare.prepared(data_cfg)
+  prep = prepared(data_cfg)
   v = views(data_cfg)
   size = prep.image_size
   f = scale_factor(data_cfg)
@@ -162,11 +173,11 @@ _LOCK = threading.Lock()
 def load_split(data_cfg, split: str, process_index: int = 0, process_count: int = 1
                ) -> SplitArrays:
   """Preprocesses this process's shard of `split` once per run (memory cache)."""
-  prep = prepare.prepared(data_cfg)
+  prep = prepared(data_cfg)
   key = (data_cfg.name, prep.fingerprint, split, process_index, process_count,
          bool(data_cfg.clahe), float(data_cfg.clahe_clip_limit),
-         int(data_cfg.clahe_tile_grid), float(data_cfg.get('holdout_fraction', 0.0)),
-         int(data_cfg.get('holdout_seed', 0)), data_cfg.val_split)
+         int(data_cfg.clahe_tile_grid), float(data_cfg.holdout_fraction),
+         int(data_cfg.holdout_seed), data_cfg.val_split)
   with _LOCK:
     cached = _SPLIT_CACHE.get(key)
   if cached is not None:
@@ -179,7 +190,7 @@ def load_split(data_cfg, split: str, process_index: int = 0, process_count: int 
     raw = prep.splits[name]
     images.append(preprocess_u8(raw.images[pos], data_cfg))
     labels.append(raw.labels[pos])
-    vessels.append(np.flatnonzero(raw.labels[pos] & 1).astype(np.int32))
+    vessels.append(np.flatnonzero(vessel_mask(raw.labels[pos])).astype(np.int32))
     ids.append(raw.ids[pos])
   out = SplitArrays(images, labels, vessels, ids, idx)
   with _LOCK:
@@ -191,4 +202,4 @@ def clear_caches():
   """Forgets decoded datasets and preprocessed splits of this process (tests)."""
   with _LOCK:
     _SPLIT_CACHE.clear()
-  prepare.clear_memory()
+  files_reader.clear_memory()

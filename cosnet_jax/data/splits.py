@@ -5,9 +5,9 @@ example position (integers, or percentages of the split's size, as TFDS
 slices), joined by '+'. `resolve` turns one into the (base split, position)
 pairs it selects, in order.
 
-`holdout(ids, fraction, seed)` is the deterministic validation hold-out of a
-dataset that ships no validation split: the same ids for the same folder
-listing, fraction and seed, whatever the machine.
+`holdout(ids, fraction, seed)` is the one validation hold-out of a dataset
+that ships no validation split: the same ids for the same listing, fraction
+and seed, whatever the machine.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import re
 
 import numpy as np
 
+from cosnet_jax.data.datasets import natural_key
 from cosnet_jax.data.errors import DataError
 
 _PART = re.compile(r'^\s*([A-Za-z0-9_.-]+)\s*(?:\[\s*([^\]:]*)\s*:\s*([^\]]*)\s*\])?\s*$')
@@ -87,18 +88,25 @@ def resolve(expr: str, sizes: dict[str, int]) -> list[tuple[str, int]]:
   return out
 
 
-def holdout(ids: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-  """Positions (train, held out) of a deterministic hold-out of `ids`.
+def holdout(ids: list[str], fraction: float, seed: int | None) -> tuple[list[int], list[int]]:
+  """Positions (kept, held out) of a deterministic validation hold-out of `ids`.
 
-  round(fraction * n) examples (at least 1, at most n - 1) are drawn by a
-  permutation seeded with `seed` over the ids in their sorted order; both
-  lists are returned in the original order.
+  seed None: every round(1 / fraction)-th id in natural order (ROSE's fixed
+  val split: 10 % -> positions 9, 19, ...). An int seed: round(fraction * n)
+  examples (at least 1, at most n - 1) drawn by a permutation seeded with it
+  over the ids in sorted order (a folder without a val split). Both lists are
+  in the original order.
   """
   n = len(ids)
   if n < 2:
     raise DataError(f'A validation hold-out needs at least 2 training images; found {n}')
-  k = min(max(int(round(fraction * n)), 1), n - 1)
-  order = sorted(range(n), key=lambda i: ids[i])
-  rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
-  held = {order[i] for i in rng.permutation(n)[:k].tolist()}
+  if seed is None:
+    every = max(int(round(1.0 / fraction)), 2)
+    order = sorted(range(n), key=lambda i: natural_key(ids[i]))
+    held = {order[i] for i in range(n) if i % every == every - 1}
+  else:
+    k = min(max(int(round(fraction * n)), 1), n - 1)
+    order = sorted(range(n), key=lambda i: ids[i])
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+    held = {order[i] for i in rng.permutation(n)[:k].tolist()}
   return [i for i in range(n) if i not in held], sorted(held)

@@ -69,6 +69,8 @@ from skimage.morphology import skeletonize
 # Metric names, in the column order of the paper's tables.
 METRIC_NAMES = ('auc', 'acc', 'sen', 'spe', 'dice', 'iou', 'kappa', 'fdr',
                 'gmean', 'cldice')
+# The ones logged at validation and tabulated across models (cross_domain).
+SUMMARY_METRICS = ('dice', 'auc', 'acc', 'sen', 'spe', 'cldice')
 # Confusion counts stored per image (pooled metrics sum these).
 COUNT_KEYS = ('tp', 'fp', 'fn', 'tn')
 # Skeleton counts behind clDice: |S_p|, |S_p & G'|, |S_g|, |S_g & pred|.

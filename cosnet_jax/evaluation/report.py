@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from PIL import Image
 
 from cosnet_jax.evaluation import metrics as metrics_lib
@@ -219,8 +221,6 @@ def plot_roc(path: str | os.PathLike,
   Args:
     curves: {label: (fpr [K], tpr [K], auc)}.
   """
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
 
   dpi = 100
   fig = Figure(figsize=(size_px / dpi, size_px / dpi), dpi=dpi)

@@ -2,7 +2,7 @@
 
 All convs keep nn.Conv's variables (`kernel` [k, k, C_in/groups, C_out], `bias`),
 whatever computes them: 1x1 convs run as matmuls (much faster on XLA:CPU) and
-grouped convs as `platform.Formulation` says (dense convs on channel slices
+grouped convs as `formulation.Formulation` says (dense convs on channel slices
 on CPU).
 
 Convs: NHWC, PyTorch-style symmetric padding k//2 (so that ImageNet weights
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from cosnet_jax.platform import REFERENCE, Formulation
+from cosnet_jax.models.formulation import REFERENCE, Formulation
 
 BN_MOMENTUM = 0.9
 BN_EPS = 1e-5
@@ -53,7 +53,7 @@ class GroupedConv(nn.Module):
   forward + backward, groups=4 took 10.8 s, four dense slices 1.1 s): one
   dense conv per group on its slice of the channels, concatenated; groups of
   at most `formulation.dense_group_width` input channels run as one dense
-  conv with the block-diagonal kernel instead (platform.py).
+  conv with the block-diagonal kernel instead (models/formulation.py).
   """
   features: int
   kernel: int

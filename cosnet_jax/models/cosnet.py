@@ -12,7 +12,7 @@ from cosnet_jax.models.conv_bn import batch_norm, conv
 from cosnet_jax.models.decoder import ThickDecoder, ThinDecoder
 from cosnet_jax.models.heads import ProjectionHead, SegmentationHead
 from cosnet_jax.models.resnest import ResNeStEncoder
-from cosnet_jax.platform import REFERENCE, Formulation
+from cosnet_jax.models.formulation import REFERENCE, Formulation
 
 SIZE_MULTIPLE = 32
 
@@ -51,7 +51,7 @@ class COSNet(nn.Module):
   blur_pool: bool = False   # anti-aliased encoder down-sampling (not COSNet)
   stem_pool: bool = True    # False: no stem max pool, encoder at 2x resolution (not COSNet)
   upsample: str = 'transposed'  # decoder up-sampling ('bilinear': not COSNet)
-  formulation: Formulation = REFERENCE  # how layers are computed (platform.py)
+  formulation: Formulation = REFERENCE  # how layers are computed (models/formulation.py)
 
   @nn.compact
   def __call__(self, image: jax.Array, train: bool = False,
@@ -90,6 +90,15 @@ class COSNet(nn.Module):
       out['embed_thick'] = proj('proj_thick')(d_thick, train)
       out['embed_thin'] = proj('proj_thin')(d_thin, train)
     return out
+
+
+def frozen_maps(model: COSNet, variables, image: jax.Array
+                ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(thick, thin, coarse) [B, H, W, 1] of a frozen stage 1 (eval mode, no gradient):
+  the refinement stage's inputs."""
+  out = model.apply(variables, image, train=False, with_embeddings=False)
+  return (jax.lax.stop_gradient(out['thick']), jax.lax.stop_gradient(out['thin']),
+          jax.lax.stop_gradient(out['coarse']))
 
 
 def cosnet_from_spec(spec: ModelSpec, *, axis_name: str | None = None,

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from cosnet_jax.models.antialias import UpResize
 from cosnet_jax.models.conv_bn import batch_norm, conv, he_fan_out
 from cosnet_jax.models.splat import SplitAttentionConv
-from cosnet_jax.platform import REFERENCE, Formulation
+from cosnet_jax.models.formulation import REFERENCE, Formulation
 
 
 class UpConv2x2(nn.Module):
@@ -39,10 +39,9 @@ class UpConv2x2(nn.Module):
   The 2x2 stride-2 windows do not overlap, so this is one matmul followed by a
   depth-to-space reshape (much faster on CPU than an input-dilated conv).
   The matmul is [B*H*W, C] x [C, (p, q, o)], so its output is pixel-major and
-  the depth-to-space moves rows of 2*features contiguous values. (Written as
-  the einsum 'bhwc,pqco->bhpwqo', XLA:CPU computed it channel-major and spent
-  more time on the transpose than on the matmul: 7.3 -> 2.9 ms forward +
-  backward at 8 x 48^2 x 32 -> 8 x 96^2 x 32; the same numbers to 1e-6.)
+  the depth-to-space moves rows of 2*features contiguous values (as an einsum
+  XLA:CPU computed it channel-major, dominated by the transpose;
+  experiments/README.md, "Performance").
   """
   features: int
   dtype: Any = jnp.float32

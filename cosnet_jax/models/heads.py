@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from cosnet_jax.models.conv_bn import BN_EPS, BN_MOMENTUM, batch_norm, conv, he_fan_out
-from cosnet_jax.platform import REFERENCE, Formulation
+from cosnet_jax.models.formulation import REFERENCE, Formulation
 
 
 class SegmentationHead(nn.Module):
@@ -51,7 +51,7 @@ class ProjectionHead(nn.Module):
   -> L2 normalisation (norm floored at 1e-12). No ReLU, as in the authors'
   'convmlp' head.
 
-  `fused` (default `formulation.fused_projection`, platform.py; float32 compute
+  `fused` (default `formulation.fused_projection`, models/formulation.py; float32 compute
   only): in training mode
   everything between conv1 and the normalisation is affine in conv1's output
   x1 [N, E] (N = B*H*W pixels): BN with batch statistics is a per-channel
@@ -64,10 +64,8 @@ class ProjectionHead(nn.Module):
   so the head is one [N, E] x [E, E] matmul plus the [E, E] Gram matrix,
   where the layer-by-layer form passes over the [N, E] maps for two matmuls,
   two BN statistics and two normalisations (and as often again backward).
-  Why: these passes were 31 ms of the CPU model's 193 ms step (profile of
-  the CPU model at 8 x 96^2); fused, the step's summed instruction time falls by a fifth
-  and its wall time by 2-4 % (the branches' passes already ran side by side
-  on the two cores; experiments/README.md). The running statistics are updated with the same mean / var
+  Why: those memory-bound passes are a large share of the CPU model's step
+  (experiments/README.md, "Performance"). The running statistics are updated with the same mean / var
   that the layers would compute (flax's E[x^2] - E[x]^2, clipped at 0), and
   the variables are the layers' own (same names, shapes, init), so
   checkpoints do not depend on the flag. Eval mode runs the layers.

@@ -3,7 +3,7 @@
 `module.init` of COSNet draws ~200 parameter arrays; XLA:CPU at its default
 optimisation level spends minutes compiling those RNG calls (cosnet_tiny:
 ~100 s on a 2-core machine). Compiled with LLVM optimisations off
-(`platform.init_compiler_options`, CPU only) it takes a fraction of that and
+(`compilation.init_compiler_options`, CPU only) it takes a fraction of that and
 gives the same variables; init runs once, so its own speed does not matter.
 """
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from cosnet_jax import platform
+from cosnet_jax import compilation
 
 
 def compile_init(jitted: Any, *args: Any) -> Any:
   """`jitted` compiled for `args`' shapes with the backend's init options."""
-  options = platform.init_compiler_options(jax.default_backend())
+  options = compilation.init_compiler_options(jax.default_backend())
   lowered = jitted.lower(*args)
   return lowered.compile(compiler_options=options) if options else lowered.compile()
 

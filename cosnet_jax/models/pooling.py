@@ -12,9 +12,8 @@ gradient, computed differently:
   nine interior-padded (strided) `pad`s, instead of a `select_and_scatter_add`.
 
 Why: on XLA:CPU (jax 0.10) the `reduce_window` and especially the
-`select_and_scatter_add` run on one thread at a few GB/s. For the CPU model's
-stem ([8, 48, 48, 32] -> [8, 24, 24, 32]) forward + backward took 8.5 ms of a
-~200 ms train step; this formulation takes 2.4 ms (experiments/README.md).
+`select_and_scatter_add` run on one thread at a few GB/s (experiments/README.md,
+"Performance").
 Ties are common there (the input is a ReLU output, half zeros), which is why
 the backward copies select-and-scatter's rule rather than autodiff's of
 `jnp.maximum` (which splits the cotangent between tied elements).

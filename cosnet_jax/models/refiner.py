@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cosnet_jax.errors import ConfigError
 from cosnet_jax.models.conv_bn import batch_norm, conv
 
 
@@ -80,9 +81,9 @@ class Refiner(nn.Module):
 def build_refiner(refine_cfg, *, axis_name: str | None = None) -> Refiner:
   """Refiner for `config.refine` (reads channels, neighbourhood, center_logit,
   init_std, dtype; other fields of the section belong to training)."""
-  dtype = refine_cfg.get('dtype', 'float32')
+  dtype = refine_cfg.dtype
   if dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"config.refine.dtype={dtype!r}: expected 'float32' or 'bfloat16'")
+    raise ConfigError(f"config.refine.model.dtype={dtype!r}: expected 'float32' or 'bfloat16'")
   return Refiner(channels=tuple(refine_cfg.channels),
                  neighbourhood=int(refine_cfg.neighbourhood),
                  center_logit=float(refine_cfg.center_logit),

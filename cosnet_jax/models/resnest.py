@@ -16,7 +16,7 @@ from cosnet_jax.models.antialias import blur_downsample
 from cosnet_jax.models.conv_bn import batch_norm, conv
 from cosnet_jax.models.pooling import max_pool_3x3
 from cosnet_jax.models.splat import SplitAttentionConv
-from cosnet_jax.platform import REFERENCE, Formulation
+from cosnet_jax.models.formulation import REFERENCE, Formulation
 
 EXPANSION = 4
 

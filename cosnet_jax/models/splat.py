@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from cosnet_jax.models.conv_bn import batch_norm, conv
-from cosnet_jax.platform import REFERENCE, Formulation
+from cosnet_jax.models.formulation import REFERENCE, Formulation
 
 
 class SplitAttentionConv(nn.Module):

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from cosnet_jax.models.config import PRESETS, default_model_config, default_refine_config
+from cosnet_jax.config import MODEL_PRESETS, model_config, refine_model_config
 from cosnet_jax.models.cosnet import build_cosnet
 from cosnet_jax.models.refiner import build_refiner
 
@@ -52,7 +52,7 @@ def _flops(fn, *args) -> float:
 
 def model_figures(name: str, sizes: tuple[int, ...] = (320,)) -> dict[str, Any]:
   """{'params': {...}, 'gflops': {size: {'infer', 'train'}}} for preset `name`."""
-  model = build_cosnet(default_model_config(name))
+  model = build_cosnet(model_config(name))
   x = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
   p = variables['params']
@@ -74,7 +74,7 @@ def model_figures(name: str, sizes: tuple[int, ...] = (320,)) -> dict[str, Any]:
 
 
 def refiner_figures(sizes: tuple[int, ...] = (320,)) -> dict[str, Any]:
-  refiner = build_refiner(default_refine_config())
+  refiner = build_refiner(refine_model_config())
   x = jax.ShapeDtypeStruct((1, 64, 64, 1), jnp.float32)
   variables = jax.eval_shape(lambda x: refiner.init(jax.random.key(0), x, x, x), x)
   gflops = {}
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--size', type=int, action='append',
                       help='square input size, a multiple of 32 (repeatable; default 320)')
-  parser.add_argument('--model', action='append', choices=sorted(PRESETS),
+  parser.add_argument('--model', action='append', choices=sorted(MODEL_PRESETS),
                       help='preset(s) to report (default: all)')
   parser.add_argument('--json', action='store_true', help='print JSON instead of a table')
   args = parser.parse_args(argv)

@@ -1,19 +1,20 @@
-"""Config validation: values, unknown override keys, shape-changing edits on resume."""
+"""Config validation: values, and shape-changing edits on resume."""
 from __future__ import annotations
 
-import difflib
 import json
 import pathlib
-from typing import Any, Iterable
+from typing import Any
 
 import jax
 import ml_collections
 
+from cosnet_jax import compilation
 from cosnet_jax import config as config_lib
-from cosnet_jax import platform
 from cosnet_jax.contrast.config import check_contrast_config
 from cosnet_jax.errors import ConfigError
+from cosnet_jax.inference import tta as tta_lib
 from cosnet_jax.models.config import resolve_model_config
+from cosnet_jax.models.formulation import formulation
 
 # Fields whose change alters the shapes of the saved state: a workdir trained
 # with other values cannot be resumed.
@@ -24,17 +25,14 @@ _WHERE_FIELDS = ('model.pretrained', 'model.init_from')
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value cannot work."""
-  from cosnet_jax.evaluation import tta as tta_lib  # pylint: disable=g-import-not-at-top
-  try:
-    resolve_model_config(config.model)
-    check_contrast_config(config.contrast)
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
-  platform.formulation(config.get('platform'), jax.default_backend())
-  platform.compiler_options(config.get('platform'), jax.default_backend())
-  tta_lib.check_mode(config.eval.get('tta', 'none'), 'config.eval.tta')
+  resolve_model_config(config.model)
+  check_contrast_config(config.contrast)
+  formulation(config.platform, jax.default_backend())
+  compilation.compiler_options(config.platform, jax.default_backend())
+  tta_lib.check_mode(config.eval.tta, 'config.eval.tta')
   for what in ('train.batch_size', 'refine.batch_size'):
-    n, bs = jax.device_count(), int(config.get(what.split('.')[0])[what.split('.')[1]])
+    section, field = what.split('.')
+    n, bs = jax.device_count(), int(config[section][field])
     if bs <= 0 or bs % n:
       raise ConfigError(
           f'config.{what}={bs} must be a positive multiple of the number of '
@@ -44,7 +42,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     o = config.optimizer if section == 'optimizer' else config.refine.optimizer
     if o.name not in ('adam', 'adamw'):
       raise ConfigError(f"config.{section}.name={o.name!r}: expected 'adam' or 'adamw'")
-    if not 0.0 <= float(o.get('ema_decay', 0.0)) < 1.0:
+    if not 0.0 <= float(o.ema_decay) < 1.0:
       raise ConfigError(f'config.{section}.ema_decay={o.ema_decay}: expected 0 (off) or a '
                         'value in (0, 1)')
     if float(o.learning_rate) <= 0:
@@ -67,61 +65,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for key in ('log_every', 'eval_every', 'checkpoint_every'):
     if int(config.train[key]) < 1:
       raise ConfigError(f'config.train.{key}={config.train[key]}: expected >= 1')
-
-
-def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """Imports a config file ('file.py' or 'file.py:arg') and calls get_config(arg)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  file, _, arg = str(path).partition(':')
-  file = pathlib.Path(file)
-  if not file.is_file():
-    raise ConfigError(f'config file not found: {file}')
-  spec = importlib.util.spec_from_file_location('_cosnet_config', file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
-
-
-def check_override_keys(argv: Iterable[str]) -> None:
-  """Rejects `--config.a.b=v` overrides whose key is not in the config.
-
-  ml_collections fails on them with a bare AttributeError deep in flag
-  parsing; this names the key and lists the valid ones instead.
-  """
-  argv = list(argv)
-  path = None
-  for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      path = arg.split('=', 1)[1]
-    elif arg == '--config' and i + 1 < len(argv):
-      path = argv[i + 1]
-  if path is None:
-    return
-  cfg = load_config_file(path)
-  valid = config_lib.flat_keys(cfg)
-  for arg in argv:
-    if arg.startswith('--config.'):
-      key = arg[len('--config.'):].split('=', 1)[0]
-      if key not in valid and not any(v.startswith(key + '.') for v in valid):
-        raise ConfigError(f'unknown config key {key!r} (from {arg!r}); '
-                          + _key_hint(key, valid))
-
-
-def _key_hint(key: str, valid: list[str]) -> str:
-  """'did you mean ...' and the keys of the key's section (one line)."""
-  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-  section = key.rpartition('.')[0]
-  siblings = [v for v in valid if v.rpartition('.')[0] == section] if section else []
-  parts = []
-  if close:
-    parts.append('did you mean ' + ' or '.join(repr(c) for c in close) + '?')
-  if siblings:
-    parts.append(f'keys of config.{section}: ' + ', '.join(
-        s.rpartition('.')[2] for s in siblings))
-  elif not close:
-    sections = sorted({v.split('.')[0] for v in valid})
-    parts.append('sections: ' + ', '.join(sections))
-  return ' '.join(parts)
 
 
 def _get(cfg: Any, dotted: str) -> Any:

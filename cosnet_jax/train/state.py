@@ -24,6 +24,7 @@ import optax
 from flax.training import train_state
 
 from cosnet_jax.contrast import MemoryBank, init_memory_bank
+from cosnet_jax.errors import ConfigError
 
 
 class TrainState(train_state.TrainState):
@@ -79,9 +80,9 @@ def inference_params(state) -> Any:
 
 
 def _ema_init(opt_cfg: ml_collections.ConfigDict, params: Any) -> Any:
-  decay = float(opt_cfg.get('ema_decay', 0.0))
+  decay = float(opt_cfg.ema_decay)
   if not 0.0 <= decay < 1.0:
-    raise ValueError(f'optimizer.ema_decay={decay}: expected 0 (off) or a value in (0, 1)')
+    raise ConfigError(f'optimizer.ema_decay={decay}: expected 0 (off) or a value in (0, 1)')
   return jax.tree.map(jnp.copy, params) if decay > 0 else None
 
 

@@ -3,7 +3,7 @@
 Every step is written for ONE device's slice of the global batch under the
 named mesh axis `AXIS` (pmap semantics), then mapped over a 1-D ('data',) mesh
 of all devices of all processes with `jax.shard_map` and jit-compiled
-(`sharding.data_parallel`). The eval-mode passes are in evaluation/steps.py.
+(`sharding.data_parallel`). The eval-mode passes are in inference/steps.py.
 
 Why the losses are built from global sums: each device divides its local loss
 sum by the psum of the counts over all devices, and the gradients are psummed.
@@ -22,10 +22,11 @@ from jax.sharding import PartitionSpec as P
 
 from cosnet_jax import contrast as contrast_lib
 from cosnet_jax import sharding
-from cosnet_jax.evaluation.steps import stage1_maps
+from cosnet_jax.models.cosnet import frozen_maps
 from cosnet_jax.sharding import AXIS
 from cosnet_jax.train import state as state_lib
 from cosnet_jax.train.state import RefineState, TrainState
+
 _BRANCHES = ('thick', 'thin')
 
 
@@ -137,7 +138,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model,
 
   new_state = state.apply_gradients(grads=grads,
                                     batch_stats=new_vars['batch_stats'])
-  new_state = state_lib.update_ema(new_state, config.optimizer.get('ema_decay', 0.0))
+  new_state = state_lib.update_ema(new_state, config.optimizer.ema_decay)
   if use_contrast and ccfg.use_memory and not ccfg.freeze_memory_bank:
     ek = {br: _image_keys(jax.random.fold_in(k_enqueue, i), b)
           for i, br in enumerate(_BRANCHES)}
@@ -180,7 +181,7 @@ def refine_step(state: RefineState, stage1_vars, batch, *, model, refiner,
   The target is the full vessel mask (`mask`); loss = the configured
   segmentation loss on the refined probabilities (MSE, as the authors).
   """
-  thick, thin, _ = stage1_maps(stage1_vars, batch['image'], model)
+  thick, thin, _ = frozen_maps(model, stage1_vars, batch['image'])
   valid = batch['valid']
 
   def loss_fn(params):
@@ -195,8 +196,7 @@ def refine_step(state: RefineState, stage1_vars, batch, *, model, refiner,
   grads = lax.psum(grads, AXIS)
   loss = lax.psum(loss, AXIS)
   new_state = state.apply_gradients(grads=grads, batch_stats=new_vars['batch_stats'])
-  new_state = state_lib.update_ema(new_state,
-                                   config.refine.optimizer.get('ema_decay', 0.0))
+  new_state = state_lib.update_ema(new_state, config.refine.optimizer.ema_decay)
   ok = jnp.isfinite(loss)
   new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
   return new_state, {'loss': loss, 'finite': ok.astype(jnp.float32)}
@@ -209,11 +209,11 @@ def build_train_step(model, config, mesh):
   """jit(shard_map(train_step)): (state, batch) -> (state, metrics); donates state."""
   fn = functools.partial(train_step, model=model, config=config)
   return sharding.data_parallel(fn, mesh, (P(), P(AXIS)), (P(), P()), donate=(0,),
-                                platform_cfg=config.get('platform'))
+                                platform_cfg=config.platform)
 
 
 def build_refine_step(model, refiner, config, mesh):
   """jit(shard_map(refine_step)): (state, stage-1 vars, batch) -> (state, metrics)."""
   fn = functools.partial(refine_step, model=model, refiner=refiner, config=config)
   return sharding.data_parallel(fn, mesh, (P(), P(), P(AXIS)), (P(), P()), donate=(0,),
-                                platform_cfg=config.get('platform'))
+                                platform_cfg=config.platform)

@@ -32,6 +32,7 @@ class _TensorboardX:
   """tensorboardX's SummaryWriter behind clu's writer interface."""
 
   def __init__(self, logdir: str):
+    # Imported here: tensorboardX is optional (extra 'tensorboard').
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._w = SummaryWriter(logdir=logdir)
 
@@ -50,7 +51,7 @@ class _TensorboardX:
 
 
 def _clu_writer(logdir: str):
-  try:
+  try:   # optional: clu's writer needs TensorFlow
     import tensorflow  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import  (clu's writer needs it)
     from clu import metric_writers  # pylint: disable=g-import-not-at-top
   except ImportError:

@@ -13,9 +13,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from cosnet_jax import config as config_lib
 from cosnet_jax import sharding
-from cosnet_jax.train import config_checks
-from cosnet_jax.train import loop
+from cosnet_jax.data import source, testing
+from cosnet_jax.errors import ConfigError
+from cosnet_jax.evaluation import metrics as metrics_lib
+from cosnet_jax.inference import evaluate_split
+from cosnet_jax.inference import trained as trained_lib
+from cosnet_jax.train import compiled, loop, progress, startup
 from tiny_config import tiny_config
 
 
@@ -70,7 +75,6 @@ def test_loss_decreases_and_outputs_are_written(full_run):
 def test_training_learns(data_cache, tmp_path):
   """40 steps on whole 64 px images lift test AUC well above the untrained
   model's (measured: 0.62 against 0.51-0.55 for inits of seeds 0-2)."""
-  from cosnet_jax.evaluation import evaluate_split, metrics as metrics_lib, trained  # pylint: disable=g-import-not-at-top
   config = tiny_config(data_cache, steps=40, refine_steps=0)
   config.optimizer.learning_rate = 3e-3
   config.contrast.seg_loss, config.contrast.weight = 'bce_dice', 0.0
@@ -79,10 +83,10 @@ def test_training_learns(data_cache, tmp_path):
   result = loop.train_and_evaluate(config, str(tmp_path))
   learned = result['final']['refined']['summary']['auc']['mean']
   mesh = sharding.make_mesh()
-  init = loop.initial_stage1_state(config, mesh, 40)
-  untrained = trained.TrainedModel(config, jax.device_get(
+  init = compiled.stage1_functions(config, mesh, 40).init(jax.random.PRNGKey(config.seed))
+  untrained = trained_lib.TrainedModel(config, jax.device_get(
       {'params': init.params, 'batch_stats': init.batch_stats}), None, {}, 'init')
-  pred = evaluate_split.predict(untrained, evaluate_split.dataset_config(untrained), 'test')
+  pred = evaluate_split.model_maps(untrained, evaluate_split.dataset_config(untrained), 'test')
   before = np.mean([metrics_lib.image_metrics(r['coarse'], r['mask'], None)['auc']
                     for r in pred['results']])
   assert learned > before + 0.04, (learned, before)
@@ -114,25 +118,29 @@ def test_shape_changing_config_is_refused(full_run, data_cache):
   workdir, _ = full_run
   config = tiny_config(data_cache)
   config.model.embed_dim = 16
-  with pytest.raises(config_checks.ConfigError, match='model.embed_dim'):
+  with pytest.raises(ConfigError, match='model.embed_dim'):
     loop.train_and_evaluate(config, str(workdir))
 
 
 def test_bad_batch_size_is_named(data_cache, tmp_path):
   config = tiny_config(data_cache)
   config.train.batch_size = 6
-  with pytest.raises(config_checks.ConfigError, match='train.batch_size=6'):
+  with pytest.raises(ConfigError, match='train.batch_size=6'):
     loop.train_and_evaluate(config, str(tmp_path))
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(full_run, data_cache,
-                                                       tmp_path, monkeypatch):
+def _stage1_with(wrap):
+  """Builders whose stage-1 train step is `wrap(train_step)`."""
+  def stage1(*args):
+    fns = compiled.stage1_functions(*args)
+    return fns._replace(train_step=wrap(fns.train_step))
+  return compiled.Builders(stage1=stage1)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(full_run, data_cache, tmp_path):
   # The step itself refuses non-finite updates (test_train_step); here the
   # loop must stop, name the step and keep the last good checkpoint.
-  original = loop._stage1_fns
-
-  def with_nan_at_step_2(*args):
-    model, tx, train_fn, predict = original(*args)
+  def with_nan_at_step_2(train_fn):
     calls = []
     def step(state, batch):
       new_state, metrics = train_fn(state, batch)
@@ -141,90 +149,79 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(full_run, data_cache,
         metrics = dict(metrics, finite=metrics['finite'] * 0)
         new_state = state  # what the guarded step returns
       return new_state, metrics
-    return model, tx, step, predict
+    return step
 
-  monkeypatch.setattr(loop, '_stage1_fns', with_nan_at_step_2)
   config = tiny_config(data_cache)
   config.optimizer.learning_rate = 3e-3
   config.refine.num_steps = 0
   config.eval.final_split = ''
   config.train.checkpoint_every = 1
   with pytest.raises(loop.NonFiniteLossError, match='non-finite loss at step 2'):
-    loop.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path), _stage1_with(with_nan_at_step_2))
   latest = pathlib.Path(tmp_path) / 'checkpoints' / 'stage1' / 'latest'
   assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ['1']
   state = restore_raw(tmp_path, 'stage1', 1)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state['params']))
 
 
-def test_sigterm_saves_a_checkpoint_before_exiting(full_run, data_cache, tmp_path,
-                                                  monkeypatch):
-  original = loop._stage1_fns
-
-  def signal_after_step_2(*args):
-    model, tx, train_fn, predict = original(*args)
+def test_sigterm_saves_a_checkpoint_before_exiting(full_run, data_cache, tmp_path):
+  def signal_after_step_2(train_fn):
     calls = []
     def step(state, batch):
       calls.append(1)
       if len(calls) == 2:  # a real SIGTERM to this process, mid-run
         os.kill(os.getpid(), signal.SIGTERM)
       return train_fn(state, batch)
-    return model, tx, step, predict
+    return step
 
-  monkeypatch.setattr(loop, '_stage1_fns', signal_after_step_2)
   config = tiny_config(data_cache)
   config.optimizer.learning_rate = 3e-3
   config.refine.num_steps = 0
   config.eval.final_split = ''
   with pytest.raises(KeyboardInterrupt, match=r'stopped by a signal \(step 2\)'):
-    loop.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path), _stage1_with(signal_after_step_2))
   latest = pathlib.Path(tmp_path) / 'checkpoints' / 'stage1' / 'latest'
   assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ['2']
 
 
 def test_init_from_another_run_starts_from_its_best_stage1(full_run, data_cache, tmp_path):
-  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.evaluation import inference  # pylint: disable=g-import-not-at-top
   workdir, _ = full_run
   config = tiny_config(data_cache)
   config.optimizer.learning_rate = 3e-3
   config.model.init_from = str(workdir)
   mesh = sharding.make_mesh()
-  _, stage = loop.build_stage1(config, tmp_path, mesh, loop.startup(config))
-  best, _, _ = inference.load_variables(workdir, 'best')
+  _, stage = loop.build_stage1(config, tmp_path, mesh, startup.plan(config))
+  best, _, _ = trained_lib.load_variables(workdir, 'best')
   got = jax.device_get({'params': stage.state.params, 'batch_stats': stage.state.batch_stats})
   for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(got)):
     np.testing.assert_array_equal(a, b)
   assert int(jax.device_get(stage.state.step)) == 0      # a new run, fresh optimizer
   config.model.init_from = str(tmp_path / 'nothing_here')
-  with pytest.raises(config_checks.ConfigError, match='init_from'):
-    loop.build_stage1(config, tmp_path / 'other', mesh, loop.startup(config))
+  with pytest.raises(ConfigError, match='init_from'):
+    loop.build_stage1(config, tmp_path / 'other', mesh, startup.plan(config))
 
 
 def test_a_sliced_training_split_sets_the_epoch_length(data_cache, tmp_path):
   # 'train[:4]' (a TFDS split expression, as 'train+val') is not a key of the
   # dataset's split info; the step count per epoch comes from its 4 examples.
-  from cosnet_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   config = tiny_config(data_cache)
   config.optimizer.learning_rate = 3e-3
   config.data.train_split = 'train[:4]'
   config.train.num_steps, config.train.num_epochs = -1, 3   # batch 4: 1 step per epoch
   config.refine.num_steps, config.refine.num_epochs = -1, 2
   mesh = sharding.make_mesh()
-  assert data_lib.split_num_examples(config.data, 'train[:4]') == 4
-  assert data_lib.split_num_examples(config.data, 'train+val') == 12
-  _, stage = loop.build_stage1(config, tmp_path, mesh, loop.startup(config))
+  assert source.split_num_examples(config.data, 'train[:4]') == 4
+  assert source.split_num_examples(config.data, 'train+val') == 12
+  _, stage = loop.build_stage1(config, tmp_path, mesh, startup.plan(config))
   assert stage.num_steps == 3
   config.data.train_split = 'train'
-  _, stage = loop.build_stage1(config, tmp_path / 'whole', mesh, loop.startup(config))
+  _, stage = loop.build_stage1(config, tmp_path / 'whole', mesh, startup.plan(config))
   assert stage.num_steps == 6                               # 8 examples: 2 steps per epoch
 
 
 def test_a_mixture_validates_each_dataset_and_resumes_bit_identical(data_cache, tmp_path):
   """Synthetic OCTA + a folder (weights 1 : 1): both validated, selection on
   their mean, and a run cut after 3 steps ends where an uninterrupted one does."""
-  from cosnet_jax.data import testing  # pylint: disable=g-import-not-at-top
-  from cosnet_jax.data.config import mix_source  # pylint: disable=g-import-not-at-top
   folder = testing.write_flat(str(tmp_path / 'folder'), splits=(('train', 4), ('val', 2)),
                               size=48, seed=3)
 
@@ -233,7 +230,7 @@ def test_a_mixture_validates_each_dataset_and_resumes_bit_identical(data_cache, 
     c.optimizer.learning_rate = 3e-3
     c.refine.num_steps = 0
     c.eval.final_split = ''
-    c.data.mix.folder = mix_source('octa_folder', folder, weight=1.0)
+    c.data.mix.folder = config_lib.mix_source('octa_folder', folder, weight=1.0)
     return c
   loop.train_and_evaluate(config(), str(tmp_path / 'straight'))
   hist = [h for h in read_history(tmp_path / 'straight') if 'val/dice' in h]
@@ -267,8 +264,8 @@ def test_time_budget_checkpoints_and_stops(data_cache, tmp_path):
 
 
 def test_progress_eta_format():
-  assert loop.format_duration(59) == '00:00:59'
-  assert loop.format_duration(3 * 86400 + 3723) == '3d 01:02:03'
+  assert progress.format_duration(59) == '00:00:59'
+  assert progress.format_duration(3 * 86400 + 3723) == '3d 01:02:03'
   # The first (compiling) step is left out of the rate: 10 s for steps 2..6.
-  assert loop.eta_seconds(110.0, 100.0, 1, 6, 16) == pytest.approx(20.0)
-  assert loop.eta_seconds(110.0, None, 0, 1, 16) is None
+  assert progress.eta_seconds(110.0, 100.0, 1, 6, 16) == pytest.approx(20.0)
+  assert progress.eta_seconds(110.0, None, 0, 1, 16) is None

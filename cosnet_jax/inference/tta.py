@@ -30,6 +30,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from cosnet_jax.errors import ConfigError
+
 
 class Pass(NamedTuple):
   """One forward pass: mirror rows / columns, then move by (shift_y, shift_x)."""
@@ -54,7 +56,6 @@ MODES: dict[str, tuple[Pass, ...]] = {
 def check_mode(mode: str, key: str = 'eval.tta') -> tuple[Pass, ...]:
   """The passes of `mode`; a ConfigError naming `key` for an unknown mode."""
   if mode not in MODES:
-    from cosnet_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(f'{key}={mode!r}: expected one of {sorted(MODES)}')
   return MODES[mode]
 

@@ -13,14 +13,16 @@ import jax
 import ml_collections
 from absl import logging
 
-from cosnet_jax import models, platform, sharding
-from cosnet_jax.data.config import known_spacing
+from cosnet_jax import models, sharding
+from cosnet_jax.data.datasets import known_spacing
 from cosnet_jax.errors import ConfigError
 from cosnet_jax.evaluation import metrics as metrics_lib
-from cosnet_jax.evaluation import report, runner
-from cosnet_jax.evaluation import steps as eval_steps
-from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.evaluation.trained import TrainedModel
+from cosnet_jax.evaluation import report
+from cosnet_jax.inference import runner
+from cosnet_jax.inference import steps as eval_steps
+from cosnet_jax.inference import tta as tta_lib
+from cosnet_jax.inference.trained import TrainedModel
+from cosnet_jax.models.formulation import formulation
 
 PREPROCESSING_FIELDS = ('clahe', 'clahe_clip_limit', 'clahe_tile_grid', 'pad_multiple',
                         'target_spacing_um')
@@ -48,26 +50,26 @@ def dataset_config(trained: TrainedModel, name: str | None = None, root: str | N
     if spacing_um is not None:
       d.spacing_um = float(spacing_um)
     for f in PREPROCESSING_FIELDS:
-      d[f] = trained.config.data.get(f, d.get(f))
+      d[f] = trained.config.data[f]
     if not d.target_spacing_um and trained.spacing_um and d.spacing_um:
       d.target_spacing_um = trained.spacing_um
   return d
 
 
-def predict(trained: TrainedModel, data_cfg, split: str, *, batch_size: int | None = None,
-            tta: str | None = None, platform_cfg=None) -> dict:
+def model_maps(trained: TrainedModel, data_cfg, split: str, *, batch_size: int | None = None,
+               tta: str | None = None, platform_cfg=None) -> dict:
   """Maps of every image of `split`.
 
   Returns:
     {'outputs': ('coarse',) or ('coarse', 'refined') (the last is the final
-     output), 'tta': mode, 'results': runner.predict_split list}.
+     output), 'tta': mode, 'results': runner.split_maps list}.
   """
   config = trained.config
-  tta = tta if tta is not None else config.eval.get('tta', 'none')
+  tta = tta if tta is not None else config.eval.tta
   tta_lib.check_mode(tta, 'tta')
   mesh = sharding.make_mesh(jax.local_devices())
-  platform_cfg = platform_cfg if platform_cfg is not None else config.get('platform')
-  form = platform.formulation(platform_cfg, sharding.backend(mesh))
+  platform_cfg = platform_cfg if platform_cfg is not None else config.platform
+  form = formulation(platform_cfg, sharding.backend(mesh))
   model = models.build_cosnet(config.model, axis_name=sharding.AXIS, formulation=form)
   s1 = sharding.replicate(trained.stage1, mesh)
   if trained.stage2 is not None:
@@ -81,7 +83,7 @@ def predict(trained: TrainedModel, data_cfg, split: str, *, batch_size: int | No
     fn = lambda batch: step(s1, batch)
     outputs = ('coarse',)
   bs = sharding.eval_batch_size(batch_size or config.eval.batch_size)
-  results = runner.predict_split(fn, data_cfg, split, mesh, batch_size=bs,
+  results = runner.split_maps(fn, data_cfg, split, mesh, batch_size=bs,
                                  outputs=outputs, tta=tta)
   if not results:
     raise ConfigError(f'split {split!r} of dataset {data_cfg.name!r} has no images')
@@ -110,7 +112,7 @@ def evaluate(trained: TrainedModel, data_cfg, split: str, out_dir: str | pathlib
     {'refined': summary, 'coarse': summary, 'out_dir': path, 'text': markdown,
      'tta': mode, 'images': n, 'name': '<dataset>-<split>'}.
   """
-  pred = predict(trained, data_cfg, split, batch_size=batch_size, tta=tta)
+  pred = model_maps(trained, data_cfg, split, batch_size=batch_size, tta=tta)
   config = trained.config
   thr = parse_threshold(threshold if threshold is not None else config.eval.threshold)
   tol = int(config.eval.tolerance if tolerance is None else tolerance)

@@ -19,6 +19,7 @@ import pathlib
 import platform as platform_lib
 from typing import Any
 
+import flax
 import jax
 import ml_collections
 import numpy as np
@@ -44,7 +45,7 @@ class TrainedModel:
   def spacing_um(self) -> float:
     """Pixel spacing the network was trained at (0 = unknown)."""
     d = self.config.data
-    return float(d.get('target_spacing_um', 0.0) or d.get('spacing_um', 0.0) or 0.0)
+    return float(d.target_spacing_um or d.spacing_um)
 
 
 def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -144,14 +145,13 @@ PATH_FIELDS = ('root', 'cache_dir', 'tfds_dir')
 
 def strip_paths(config: dict) -> dict:
   """The config dict with data.root (also of each data.mix entry) and cache folders blanked."""
-  data = config.get('data', {})
-  for d in [data] + list((data.get('mix') or {}).values()):
+  data = config['data']
+  for d in [data] + list(data['mix'].values()):
     for f in PATH_FIELDS:
       if f in d:
         d[f] = ''
   for f in ('init_from', 'pretrained'):
-    if config.get('model', {}).get(f):
-      config['model'][f] = ''
+    config['model'][f] = ''
   return config
 
 
@@ -162,7 +162,6 @@ def _param_bytes(tree: Any) -> int:
 def export(trained: TrainedModel, path: str | os.PathLike, extra_meta: dict | None = None
            ) -> dict:
   """Writes `trained` as one model file; returns {'bytes', 'weight_bytes', ...}."""
-  import flax  # pylint: disable=g-import-not-at-top
   trees = {'stage1': trained.stage1}
   if trained.stage2 is not None:
     trees['stage2'] = trained.stage2

@@ -11,17 +11,16 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from cosnet_jax import data as data_lib
 from cosnet_jax.data import pipeline
 from cosnet_jax.evaluation import metrics as metrics_lib
-from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.sharding import eval_batch_size, shard_batch  # noqa: F401  (eval_batch_size re-exported)
+from cosnet_jax.inference import tta as tta_lib
+from cosnet_jax.sharding import shard_batch
 
 
-def predict_split(step: Callable, data_cfg, split: str, mesh, *,
+def split_maps(step: Callable, data_cfg, split: str, mesh, *,
                   batch_size: int, outputs: tuple[str, ...],
                   tta: str = 'none') -> list[dict]:
-  """Predicts every image of a split.
+  """The maps of every image of a split.
 
   Args:
     step: jitted fn(global_batch) -> dict of sharded [B, H, W, 1] maps.
@@ -31,7 +30,7 @@ def predict_split(step: Callable, data_cfg, split: str, mesh, *,
     batch_size: global batch (multiple of the device count).
     outputs: names of the maps to keep.
     tta: test-time augmentation ('none', 'hflip', 'flips', 'flips_shifts';
-      see `evaluation.tta`): each output is the mean of the mirrored /
+      see `inference.tta`): each output is the mean of the mirrored /
       shifted passes, moved back.
   Returns:
     One dict per real image: `id`, `image`, `mask` [h, w] float32, and each
@@ -42,7 +41,7 @@ def predict_split(step: Callable, data_cfg, split: str, mesh, *,
   pc, pi = jax.process_count(), jax.process_index()
   local = batch_size // pc
   results = []
-  for batch in data_lib.make_eval_batches(data_cfg, split, batch_size=batch_size,
+  for batch in pipeline.make_eval_batches(data_cfg, split, batch_size=batch_size,
                                           process_index=0, process_count=1):
     valid = np.asarray(batch['valid'][pi * local:(pi + 1) * local])
 

@@ -1,23 +1,16 @@
 """Eval-mode forward passes (stage 1, stage 1 + refinement), data-parallel and jitted.
 
-Used by validation inside training and by `evaluate`; each returns the maps
+Used by validation inside training and by evaluate_split; each returns the maps
 of this device's slice of the batch, sharded over the mesh's 'data' axis.
 """
 from __future__ import annotations
 
 import functools
 
-from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from cosnet_jax import sharding
-
-
-def stage1_maps(stage1_vars, image, model):
-  """(thick, thin, coarse) [b, h, w, 1] of the frozen stage 1 (no gradient)."""
-  out = model.apply(stage1_vars, image, train=False, with_embeddings=False)
-  return (lax.stop_gradient(out['thick']), lax.stop_gradient(out['thin']),
-          lax.stop_gradient(out['coarse']))
+from cosnet_jax.models.cosnet import frozen_maps
 
 
 def eval_step(variables, batch, *, model):
@@ -28,19 +21,19 @@ def eval_step(variables, batch, *, model):
 
 def refine_eval_step(stage1_vars, refine_vars, batch, *, model, refiner):
   """Stage 1 + refinement inference: coarse and refined maps [b, h, w, 1]."""
-  thick, thin, coarse = stage1_maps(stage1_vars, batch['image'], model)
+  thick, thin, coarse = frozen_maps(model, stage1_vars, batch['image'])
   refined = refiner.apply(refine_vars, batch['image'], thick, thin, train=False)
   return {'thick': thick, 'thin': thin, 'coarse': coarse, 'refined': refined}
 
 
-def build_eval_step(model, mesh, platform_cfg=None):
+def build_eval_step(model, mesh, platform_cfg):
   """jit(shard_map(eval_step)): (stage-1 variables, batch) -> maps."""
   fn = functools.partial(eval_step, model=model)
   return sharding.data_parallel(fn, mesh, (P(), P(sharding.AXIS)), P(sharding.AXIS),
                                 mode='infer', platform_cfg=platform_cfg)
 
 
-def build_refine_eval_step(model, refiner, mesh, platform_cfg=None):
+def build_refine_eval_step(model, refiner, mesh, platform_cfg):
   """jit(shard_map(refine_eval_step)): (stage-1 vars, refiner vars, batch) -> maps."""
   fn = functools.partial(refine_eval_step, model=model, refiner=refiner)
   return sharding.data_parallel(fn, mesh, (P(), P(), P(sharding.AXIS)), P(sharding.AXIS),

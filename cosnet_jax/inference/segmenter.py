@@ -1,6 +1,6 @@
 """Inference on numpy images: a trained model as a function image -> (probabilities, mask).
 
-    from cosnet_jax.evaluation.inference import Segmenter
+    from cosnet_jax.inference import Segmenter
     seg = Segmenter.from_pretrained('octa500-3m')        # a shipped model, or a .cosnet file
     seg = Segmenter.from_workdir('runs/quickstart')      # best checkpoints of a run
     prob, mask = seg(image)       # image: numpy [H, W] or [H, W, 3], any size
@@ -13,7 +13,7 @@ spacing (or field of view) of the input and a model that knows its own, the
 image is resampled to the model's spacing and the probabilities back. It is
 padded bottom/right to a multiple of 32 (or, above `max_side`, processed in
 overlapping tiles) and the output is cropped back to the input size. With
-test-time augmentation (`tta`, see `evaluation.tta`) the pipeline after
+test-time augmentation (`tta`, see `inference.tta`) the pipeline after
 preprocessing runs on each mirror / shift and the results are averaged.
 """
 from __future__ import annotations
@@ -25,15 +25,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cosnet_jax import data as data_lib
-from cosnet_jax import models, platform
+from cosnet_jax import compilation, models
 from cosnet_jax.data import pipeline
+from cosnet_jax.data.preprocess import preprocess
 from cosnet_jax.errors import UserError
 from cosnet_jax.evaluation import metrics as metrics_lib
-from cosnet_jax.evaluation import tiling
-from cosnet_jax.evaluation import trained as trained_lib
-from cosnet_jax.evaluation import tta as tta_lib
-from cosnet_jax.evaluation.trained import load_variables  # noqa: F401  (re-exported)
+from cosnet_jax.inference import tiling
+from cosnet_jax.inference import trained as trained_lib
+from cosnet_jax.inference import tta as tta_lib
+from cosnet_jax.models.formulation import formulation
 
 
 def input_spacing(width: int, spacing_um: float | None = None,
@@ -61,12 +61,12 @@ class Segmenter:
     config = trained.config
     self.trained = trained
     self.config = config
-    self.tta = tta if tta is not None else config.eval.get('tta', 'none')
+    self.tta = tta if tta is not None else config.eval.tta
     tta_lib.check_mode(self.tta, 'tta')
     backend = jax.default_backend()
-    platform_cfg = platform_cfg if platform_cfg is not None else config.get('platform')
+    platform_cfg = platform_cfg if platform_cfg is not None else config.platform
     self.model = models.build_cosnet(config.model,
-                                     formulation=platform.formulation(platform_cfg, backend))
+                                     formulation=formulation(platform_cfg, backend))
     self.refiner = (models.build_refiner(config.refine.model)
                     if trained.stage2 is not None else None)
     self.stage1_vars = jax.device_put(trained.stage1)
@@ -74,7 +74,7 @@ class Segmenter:
     self.max_side, self.tile, self.overlap = max_side, tile, overlap
     self.multiple = int(config.data.pad_multiple)
     self.steps = trained.meta.get('steps')
-    self._forward = jax.jit(self._maps, compiler_options=platform.compiler_options(
+    self._forward = jax.jit(self._maps, compiler_options=compilation.compiler_options(
         platform_cfg, backend, 'infer'))
 
   @classmethod
@@ -106,7 +106,7 @@ class Segmenter:
   def output_name(self) -> str:
     return 'refined' if self.refiner is not None else 'coarse'
 
-  def predict_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+  def batch_maps(self, batch: np.ndarray) -> dict[str, np.ndarray]:
     """batch: float32 [B, H, W, 1], H and W multiples of 32."""
     return jax.device_get(self._forward(self.stage1_vars, self.refine_vars,
                                         jnp.asarray(batch, jnp.float32)))
@@ -125,7 +125,7 @@ class Segmenter:
   def probabilities(self, image: Any, *, spacing_um: float | None = None,
                     fov_mm: float | None = None) -> np.ndarray:
     """Vessel probabilities float32 [H, W] of a raw image (any dtype/size)."""
-    img = data_lib.preprocess(as_float_image(image), self.config.data)
+    img = preprocess(as_float_image(image), self.config.data)
     scale = self.scale_for(img.shape[1], spacing_um, fov_mm)
     x = pipeline.resize(img, scale) if scale != 1.0 else img
     prob = tta_lib.average_image(self._probabilities, x, self.tta)
@@ -136,9 +136,9 @@ class Segmenter:
     h, w = img.shape
     if max(h, w) <= self.max_side:
       padded, size = tiling.pad_to_multiple(img, self.multiple)
-      prob = self.predict_maps(padded[None, :, :, None])[self.output_name][0, ..., 0]
+      prob = self.batch_maps(padded[None, :, :, None])[self.output_name][0, ..., 0]
       return tiling.crop_back(prob, size)
-    fn = lambda tiles: self.predict_maps(tiles)[self.output_name]
+    fn = lambda tiles: self.batch_maps(tiles)[self.output_name]
     return tiling.sliding_window(fn, img, self.tile, self.overlap, batch=1)
 
   def __call__(self, image: Any, *, threshold: str | float | None = None,

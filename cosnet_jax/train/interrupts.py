@@ -1,0 +1,60 @@
+"""Why a training run stops early: signals, a time or step budget, a non-finite loss.
+
+Each ends the run with the state checkpointed (or, for a non-finite loss, the
+last good checkpoint kept), and the same command resumes it.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+from absl import logging
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN/Inf loss; the message names the step."""
+
+
+class RunSliceDone(Exception):
+  """max_steps_per_run / time_budget_s reached; the state is checkpointed."""
+
+
+class StopFlag:
+  """Set by SIGTERM / SIGINT; the loop checkpoints and returns."""
+
+  def __init__(self):
+    self.requested = False
+    self.signal = None
+    self._previous = {}
+
+  def install(self):
+    self.requested, self.signal = False, None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not in the main thread (e.g. some test runners)
+        pass
+
+  def uninstall(self):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning('%s: saving a checkpoint and stopping', signal.Signals(signum).name)
+    self.requested, self.signal = True, signum
+
+
+STOP = StopFlag()
+
+
+class Clock:
+  """Wall time of this process's run, for train.time_budget_s (<= 0: no budget)."""
+
+  def __init__(self, budget_s: float):
+    self.start = time.time()
+    self.budget = float(budget_s)
+
+  def out_of_time(self) -> bool:
+    return self.budget > 0 and time.time() - self.start >= self.budget
