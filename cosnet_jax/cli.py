@@ -124,7 +124,7 @@ def define_common_flags() -> None:
   flags.DEFINE_bool('traceback', False, 'Show the traceback of errors too.')
   flags.DEFINE_string('compilation_cache', None,
                       "XLA compilation cache folder ('' = off; default "
-                      "$COSNET_COMPILATION_CACHE or ~/.cache/cosnet_jax/xla).")
+                      "$COSNET_COMPILATION_CACHE or $XDG_CACHE_HOME/cosnet_jax/xla, ~/.cache/...).")
 
 
 def help_text(doc: str, names: Sequence[str]) -> str:

@@ -13,7 +13,7 @@ The persistent compilation cache: a program XLA compiled before (same
 computation, shapes, options and jax version) is read from disk instead of
 compiled again (each seed, a resumed run, evaluate after training). Folder:
 `--compilation_cache DIR`, else $COSNET_COMPILATION_CACHE, else
-~/.cache/cosnet_jax/xla; an empty value turns it off.
+$XDG_CACHE_HOME/cosnet_jax/xla (~/.cache/...); an empty value turns it off.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ CPU_COMPILER_OPTIONS = {
 CPU_INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
 
 CACHE_ENV = 'COSNET_COMPILATION_CACHE'
-DEFAULT_CACHE = '~/.cache/cosnet_jax/xla'
 
 
 def compiler_options(platform_cfg, backend: str, mode: str = 'train'
@@ -62,8 +61,14 @@ def init_compiler_options(backend: str) -> Optional[dict]:
   return dict(CPU_INIT_COMPILER_OPTIONS) if backend == 'cpu' else None
 
 
+def cache_root() -> pathlib.Path:
+  """$XDG_CACHE_HOME/cosnet_jax, else ~/.cache/cosnet_jax: the package's caches."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache')
+  return pathlib.Path(base).expanduser() / 'cosnet_jax'
+
+
 def default_cache_dir() -> str:
-  return os.environ.get(CACHE_ENV, DEFAULT_CACHE)
+  return os.environ.get(CACHE_ENV) or str(cache_root() / 'xla')
 
 
 def enable_cache(path: str | None) -> str | None:

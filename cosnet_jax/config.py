@@ -186,7 +186,8 @@ def data_config() -> ml_collections.ConfigDict:
   root: folder of the downloaded dataset ('' for synthetic_octa).
   reader: 'files' (decode the files; no TensorFlow) | 'tfds' (the TFDS
     builders, needs tensorflow-datasets; prepared data in tfds_dir).
-  cache_dir: where decoded datasets are cached ('' = ~/.cache/cosnet_jax/data);
+  cache_dir: where decoded datasets are cached ('' = $XDG_CACHE_HOME/cosnet_jax/data,
+    ~/.cache/cosnet_jax/data without it);
     entries are keyed by the files' listing, sizes and times.
   tfds_dir: where the 'tfds' reader prepares data ('' = ~/tensorflow_datasets).
   train_split / val_split / test_split: split names or expressions

@@ -16,8 +16,13 @@ the maps back. Per image `<stem>` it writes:
   <stem>_mask.png     binary mask, 0 / 255 (8-bit)
   <stem>_prob.png     vessel probability, 16-bit PNG: value / 65535 = p
   <stem>_overlay.png  the image with the predicted vessels tinted red
-An unreadable file is reported by name and skipped; the exit status is 1 when
-any file failed, 2 for a usage error (missing model, empty folder).
+Two inputs that differ only in their extension (a.bmp, a.png) keep it in
+their outputs' names (a_bmp_mask.png, a_png_mask.png). Subfolders are read
+with --recursive (their outputs mirror them), else counted and skipped.
+--measure also writes biomarkers.csv / .json (cosnet-measure) beside the
+masks. An unreadable file, a broken link or a link loop is named and skipped;
+the exit status is 1 when any file failed, 2 for a usage error (missing
+model, empty folder, an output that cannot be written).
 """
 
 import pathlib
@@ -26,15 +31,14 @@ import time
 
 from absl import flags
 
-from cosnet_jax import cli
+from cosnet_jax import cli, inputs, measure, places
 from cosnet_jax.data.errors import DataError
 from cosnet_jax.data.image_io import load_image
 from cosnet_jax.errors import UserError
 from cosnet_jax.evaluation import report
 from cosnet_jax.inference.evaluate_split import parse_threshold as parse
-from cosnet_jax.inference.segmenter import Segmenter
+from cosnet_jax.inference.segmenter import Segmenter, input_spacing
 
-IMAGE_SUFFIXES = ('.png', '.bmp', '.tif', '.tiff', '.jpg', '.jpeg')
 FLAGS = flags.FLAGS
 
 
@@ -45,31 +49,26 @@ def parse_threshold(value: str | None):
   return parse(value)
 
 
-def list_inputs(path: str) -> list[pathlib.Path]:
-  p = pathlib.Path(path)
-  if p.is_file():
-    return [p]
-  if p.is_dir():
-    files = sorted(f for f in p.iterdir()
-                   if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-      raise UserError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in folder {p}')
-    return files
-  raise UserError(f'input not found: {p}')
+def write_outputs(out_dir: pathlib.Path, name: str, image, prob, mask) -> None:
+  """<name>_mask.png, _prob.png, _overlay.png under out_dir (name may hold subfolders)."""
+  base = out_dir / name
+  base.parent.mkdir(parents=True, exist_ok=True)
+  report.save_mask_png(base.with_name(base.name + '_mask.png'), mask)
+  report.save_probability_png(base.with_name(base.name + '_prob.png'), prob)
+  report.save_overlay(base.with_name(base.name + '_overlay.png'), image, mask)
 
 
-def write_outputs(out_dir: pathlib.Path, stem: str, image, prob, mask) -> None:
-  report.save_mask_png(out_dir / f'{stem}_mask.png', mask)
-  report.save_probability_png(out_dir / f'{stem}_prob.png', prob)
-  report.save_overlay(out_dir / f'{stem}_overlay.png', image, mask)
+def predict_files(segmenter, found: inputs.Inputs, out_dir: pathlib.Path, threshold,
+                  stream=sys.stderr, spacing_um=None, fov_mm=None):
+  """Segments each file of `found`; a file that cannot be read is named and skipped.
 
-
-def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
-                  stream=sys.stderr, spacing_um=None, fov_mm=None) -> list[tuple[str, str]]:
-  """Segments each file; returns [(file, error)] for those that failed to read."""
+  Returns:
+    ([(file, error)] of the files that failed, [(output name, mask)] of the rest).
+  """
   out_dir.mkdir(parents=True, exist_ok=True)
-  failures, t0 = [], time.time()
-  for i, f in enumerate(files, 1):
+  failures, masks, t0 = [], [], time.time()
+  n = len(found.files)
+  for i, f in enumerate(found.files, 1):
     try:
       image = load_image(f)
     except DataError as e:
@@ -78,12 +77,13 @@ def predict_files(segmenter, files, out_dir: pathlib.Path, threshold,
       print(f'\nerror: {e}', file=stream)
       continue
     prob, mask = segmenter(image, threshold=threshold, spacing_um=spacing_um, fov_mm=fov_mm)
-    write_outputs(out_dir, f.stem, image, prob, mask)
+    write_outputs(out_dir, found.names[f], image, prob, mask)
+    masks.append((found.names[f], mask))
     rate = i / max(time.time() - t0, 1e-9)
-    bar = '#' * int(30 * i / len(files))
-    print(f'\r[{bar:<30}] {i}/{len(files)} {rate:.2f} img/s', end='', file=stream)
+    bar = '#' * int(30 * i / n)
+    print(f'\r[{bar:<30}] {i}/{n} {rate:.2f} img/s', end='', file=stream)
   print(file=stream)
-  return failures
+  return failures, masks
 
 
 def main(argv):
@@ -91,18 +91,38 @@ def main(argv):
     raise UserError(f'unexpected arguments: {argv[1:]}')
   if bool(FLAGS.workdir) == bool(FLAGS.model):
     raise UserError('give one of --model (a model file or shipped name) or --workdir')
+  if FLAGS.spacing_um is not None and FLAGS.fov_mm is not None:
+    raise UserError('give --spacing_um or --fov_mm, not both')
   threshold = parse_threshold(FLAGS.threshold)
-  files = list_inputs(FLAGS.input)
+  out_dir = places.writable_folder(FLAGS.output, '--output')
   if FLAGS.model:
     segmenter = Segmenter.from_pretrained(FLAGS.model, tta=FLAGS.tta)
   else:
     segmenter = Segmenter.from_workdir(FLAGS.workdir, FLAGS.checkpoint, tta=FLAGS.tta)
-  if FLAGS.spacing_um is not None or FLAGS.fov_mm is not None:
-    segmenter.scale_for(1, FLAGS.spacing_um, 1.0 if FLAGS.fov_mm else None)  # checks early
-  failures = predict_files(segmenter, files, pathlib.Path(FLAGS.output), threshold,
-                           spacing_um=FLAGS.spacing_um, fov_mm=FLAGS.fov_mm)
-  done = len(files) - len(failures)
-  print(f'{done}/{len(files)} images segmented into {FLAGS.output}')
+  found = inputs.find_images(FLAGS.input, FLAGS.recursive)
+  if FLAGS.spacing_um is not None:
+    segmenter.scale_for(1, FLAGS.spacing_um)          # the spacing against the model's, early
+  elif FLAGS.fov_mm is not None:
+    input_spacing(1, None, FLAGS.fov_mm)
+    if not segmenter.spacing_um:
+      segmenter.scale_for(1, 1.0)                     # says the model knows no spacing
+  if found.skipped_folders:
+    print(f'{len(found.skipped_folders)} subfolder(s) skipped (--recursive reads them): '
+          + ', '.join(f.name for f in found.skipped_folders[:5]), file=sys.stderr)
+  failures, masks = predict_files(segmenter, found, out_dir, threshold,
+                                  spacing_um=FLAGS.spacing_um, fov_mm=FLAGS.fov_mm)
+  for path, why in found.unreadable:
+    print(f'error: {path}: {why}', file=sys.stderr)
+  failures += found.unreadable
+  print(f'{len(masks)}/{len(found.files) + len(found.unreadable)} images segmented into '
+        f'{out_dir}')
+  if FLAGS.measure:
+    rows, bad = measure.measure_images(masks, spacing_um=FLAGS.spacing_um, fov_mm=FLAGS.fov_mm)
+    failures += bad
+    spacing_given = FLAGS.spacing_um is not None or FLAGS.fov_mm is not None
+    json_path = measure.write_table(rows, out_dir / 'biomarkers.csv', spacing_given=spacing_given,
+                                    source=FLAGS.model or FLAGS.workdir)
+    print(f'biomarkers of {len(rows)} masks: {out_dir / "biomarkers.csv"}, {json_path}')
   if failures:
     print(f'{len(failures)} failed: ' + ', '.join(f for f, _ in failures), file=sys.stderr)
     sys.exit(1)
@@ -122,6 +142,10 @@ def define_flags():
                      '(e.g. 3 or 6 for OCTA-500); sets the spacing.')
   flags.DEFINE_string('tta', None, "Test-time augmentation: 'none', 'hflip', 'flips', "
                       "'flips_shifts' (default: the model's eval.tta).")
+  flags.DEFINE_bool('recursive', False, 'Also segment the images in subfolders; the outputs '
+                    'mirror them under --output.')
+  flags.DEFINE_bool('measure', False, 'Also measure every mask (cosnet-measure): '
+                    'biomarkers.csv and .json beside the masks.')
   flags.mark_flags_as_required(['input', 'output'])
 
 

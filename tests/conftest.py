@@ -10,13 +10,6 @@ for _flag in ("--xla_force_host_platform_device_count=4",
   if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One XLA compilation cache for the test run, inherited by the subprocess tests:
-# identical programs (the same tiny step built by several tests) compile once.
-# A fresh folder each test run unless the caller gives one.
-if "COSNET_COMPILATION_CACHE" not in os.environ:
-  import tempfile  # noqa: E402
-  os.environ["COSNET_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="cosnet_xla_cache_")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["COSNET_COMPILATION_CACHE"]
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -25,12 +18,27 @@ import pathlib  # noqa: E402
 
 import pytest  # noqa: E402  (after the XLA flags above)
 
-from cosnet_jax import config_files  # noqa: E402
+from cosnet_jax import compilation, config_files  # noqa: E402
 from cosnet_jax.train import loop  # noqa: E402  (imports jax: after the XLA flags)
 from tiny_config import tiny_config  # noqa: E402
 
 # The recipes' shared pieces (cosnet_jax.configs) importable from the checkout too.
 config_files.ensure_configs_package()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def caches_in_pytest_tmp(tmp_path_factory):
+  """Every cache of the test run (decoded data, XLA programs, matplotlib), in
+  this process and its subprocesses, under pytest's temporary folder, never
+  the user's ~/.cache. One XLA cache for the run: identical programs (the same
+  tiny step built by several tests and subprocesses) compile once."""
+  root = tmp_path_factory.mktemp('cache')
+  os.environ['XDG_CACHE_HOME'] = str(root)
+  os.environ['COSNET_COMPILATION_CACHE'] = str(root / 'xla')
+  compilation.enable_cache(None)
+  yield root
+
+
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 
 

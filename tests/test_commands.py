@@ -7,8 +7,10 @@ the workdir; a shipped config found by name."""
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 
 import numpy as np
 import pytest
@@ -39,16 +41,30 @@ sys.meta_path[:] = [_Hide(f) for f in sys.meta_path]
 
 @pytest.fixture(scope='module')
 def venv(tmp_path_factory):
-  """A venv over the installed dependencies with cosnet-jax installed from a copy."""
+  """A venv that sees this interpreter's packages, with cosnet-jax installed from a
+  wheel of a copy (not the checkout: what `pip install .` puts in site-packages)."""
   base = tmp_path_factory.mktemp('pkg')
   src = base / 'src'
   shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
       '.git', 'runs', 'build', '*.egg-info', '__pycache__', 'experiments'))
+  # The wheel is built here, with this environment's setuptools, offline.
+  built = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+                          '--no-build-isolation', '-w', str(base / 'dist'), str(src)],
+                         capture_output=True, text=True, timeout=600)
+  assert built.returncode == 0, built.stderr[-3000:]
   env_dir = base / 'venv'
-  subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', str(env_dir)],
-                 check=True, timeout=300)
+  subprocess.run([sys.executable, '-m', 'venv', str(env_dir)], check=True, timeout=300)
+  # This interpreter's packages (a venv's or the system's) behind the new venv's own:
+  # a --system-site-packages venv would see the base interpreter's instead.
+  inner = subprocess.run([str(env_dir / 'bin' / 'python'), '-c',
+                          'import sysconfig; print(sysconfig.get_paths()["purelib"])'],
+                         capture_output=True, text=True, check=True).stdout.strip()
+  outer = {sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib'],
+           *site.getsitepackages()}
+  pathlib.Path(inner, 'outer_packages.pth').write_text('\n'.join(sorted(outer)) + '\n')
+  wheel = next((base / 'dist').glob('cosnet_jax-*.whl'))
   pip = subprocess.run([str(env_dir / 'bin' / 'python'), '-m', 'pip', 'install', '-q',
-                        '--no-deps', '--no-build-isolation', str(src)],
+                        '--no-deps', '--no-index', str(wheel)],
                        capture_output=True, text=True, timeout=600)
   assert pip.returncode == 0, pip.stderr[-3000:]
   blocker = base / 'blocker'
@@ -109,6 +125,12 @@ def test_install_train_export_predict_without_tensorflow(venv, tmp_path):
     pa = np.asarray(Image.open(work / 'from_file' / f's{i}_prob.png'))
     pb = np.asarray(Image.open(work / 'from_run' / f's{i}_prob.png'))
     np.testing.assert_array_equal(pa, pb)
+  # The masks measured without TensorFlow either (skan, scikit-image, scipy).
+  r = _run(venv, 'cosnet-measure', '--input=from_file', '--output=b.csv', '--fov_mm=3', cwd=work)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (work / 'b.csv').read_text().splitlines()[0].startswith('image,spacing_um,vad,')
+  r = _run(venv, 'cosnet-measure', '--help', cwd=work)
+  assert r.returncode == 0 and '--roi_mm' in r.stdout and 'debugger' not in r.stdout
   # The shipped models, by name, right after the install: no training, no download.
   shipped = sorted(p.name for p in (ROOT / 'cosnet_jax' / 'weights').glob('*.cosnet'))
   assert shipped, 'no model in cosnet_jax/weights'

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cosnet_jax import evaluate, predict
+from cosnet_jax import evaluate, inputs, predict
 from cosnet_jax.data import testing as data_testing
 from cosnet_jax.errors import ConfigError
 from cosnet_jax.inference import evaluate_split, segmenter as inference, trained as trained_lib
@@ -75,11 +75,24 @@ def test_predict_folder_reports_bad_files_and_goes_on(tiny_run, tmp_path):
   Image.fromarray((rng.rand(33, 33) * 65535).astype(np.uint16)).save(src / 'b.tif')
   Image.fromarray((rng.rand(32, 40, 3) * 255).astype(np.uint8)).save(src / 'c.jpg')
   (src / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
+  # The same name twice (a.png, a.bmp): both kept, each with its extension.
+  Image.fromarray((rng.rand(36, 36) * 255).astype(np.uint8)).save(src / 'd.png')
+  Image.fromarray((rng.rand(36, 44) * 255).astype(np.uint8)).save(src / 'd.bmp')
+  (src / 'sub').mkdir()
+  Image.fromarray((rng.rand(32, 32) * 255).astype(np.uint8)).save(src / 'sub' / 'e.png')
   seg = inference.Segmenter.from_workdir(workdir)
   out = tmp_path / 'out'
-  files = predict.list_inputs(str(src))
-  failures = predict.predict_files(seg, files, out, 'otsu', stream=sys.stdout)
+  found = inputs.find_images(str(src))
+  assert [f.name for f in found.skipped_folders] == ['sub']
+  failures, masks = predict.predict_files(seg, found, out, 'otsu', stream=sys.stdout)
   assert [pathlib.Path(f).name for f, _ in failures] == ['broken.png']
+  assert sorted(name for name, _ in masks) == ['a', 'b', 'c', 'd_bmp', 'd_png']
+  assert np.asarray(Image.open(out / 'd_bmp_mask.png')).shape == (36, 44)
+  assert np.asarray(Image.open(out / 'd_png_mask.png')).shape == (36, 36)
+  # --recursive mirrors the subfolders under the output.
+  deep = inputs.find_images(str(src), recursive=True)
+  predict.predict_files(seg, deep, tmp_path / 'deep', 'otsu', stream=sys.stdout)
+  assert np.asarray(Image.open(tmp_path / 'deep' / 'sub' / 'e_mask.png')).shape == (32, 32)
   for stem, shape in (('a', (40, 52)), ('b', (33, 33)), ('c', (32, 40))):
     mask = np.asarray(Image.open(out / f'{stem}_mask.png'))
     prob = np.asarray(Image.open(out / f'{stem}_prob.png'))
@@ -105,6 +118,24 @@ def test_predict_cli_errors_are_one_line(tiny_run, tmp_path):
                f'--input={ROOT / "README.md"}', f'--output={tmp_path / "o"}')
   assert r.returncode == 2 and 'not a cosnet_jax training workdir' in r.stderr
   assert 'Traceback' not in r.stderr
+  # An output that is a file: refused before the model is loaded.
+  (tmp_path / 'taken').write_text('x')
+  r = _run_cli('cosnet_jax.predict', f'--workdir={workdir}', f'--input={empty}',
+               f'--output={tmp_path / "taken"}')
+  assert r.returncode == 2 and r.stderr.startswith('error: --output') and 'a file' in r.stderr
+  # A broken link and a link loop are named; a subfolder is counted.
+  scans = tmp_path / 'scans'
+  (scans / 'sub').mkdir(parents=True)
+  Image.fromarray(np.zeros((32, 32), np.uint8)).save(scans / 'a.png')
+  (scans / 'gone.png').symlink_to(tmp_path / 'nothing.png')
+  (scans / 'sub' / 'loop').symlink_to(scans)
+  r = _run_cli('cosnet_jax.predict', f'--workdir={workdir}', f'--input={scans}',
+               f'--output={tmp_path / "o2"}')
+  assert r.returncode == 1 and 'gone.png: a broken link' in r.stderr, r.stderr
+  assert '1 subfolder(s) skipped' in r.stderr and 'Traceback' not in r.stderr
+  r = _run_cli('cosnet_jax.predict', f'--workdir={workdir}', f'--input={scans}',
+               f'--output={tmp_path / "o3"}', '--recursive')
+  assert r.returncode == 1 and 'loop: a link back into a folder already read' in r.stderr
 
 
 @pytest.mark.slow

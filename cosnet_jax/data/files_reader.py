@@ -7,7 +7,7 @@ packed labels, decoded from the files and checked pair by pair
 Why a cache, and why it cannot go stale: decoding and checking a dataset
 (ROSSA's 818 PNGs, say) takes seconds to a minute, every start. The decoded
 arrays are kept in one `.npz` file under `data.cache_dir` (default
-~/.cache/cosnet_jax/data) whose name holds the listing's fingerprint
+$XDG_CACHE_HOME/cosnet_jax/data, or ~/.cache/cosnet_jax/data) whose name holds the listing's fingerprint
 (layouts.fingerprint: every file's path, size and modification time).
 Adding, removing or editing a file changes the fingerprint, so the next
 start decodes again and replaces the old entry; nothing has to be deleted by
@@ -36,7 +36,10 @@ CACHE_VERSION = layouts.FINGERPRINT_VERSION
 
 
 def cache_dir(data_cfg) -> str:
-  return os.path.expanduser(data_cfg.cache_dir or os.path.join('~', '.cache', 'cosnet_jax', 'data'))
+  if data_cfg.cache_dir:
+    return os.path.expanduser(data_cfg.cache_dir)
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join('~', '.cache')
+  return os.path.join(os.path.expanduser(base), 'cosnet_jax', 'data')
 
 
 def _cache_prefix(data_cfg) -> str:

@@ -26,7 +26,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 _RGB_MODES = ('RGB', 'RGBA', 'RGBX', 'CMYK', 'YCbCr', 'LAB', 'HSV', 'P', 'PA', 'La')
 
 
-def _raw_array(path) -> np.ndarray:
+def raw_array(path) -> np.ndarray:
   """Decodes one file to a 2-D numpy array [H, W] in its native value range.
 
   Returns uint8 (8-bit, 1-bit as {0, 1}, colour -> luminance), uint16/int32
@@ -76,7 +76,7 @@ def load_image(path) -> np.ndarray:
     ImageReadError: naming the file, if it is missing, corrupt, truncated or of
       an unsupported kind.
   """
-  arr = _raw_array(path)
+  arr = raw_array(path)
   if arr.dtype == np.uint8:
     return arr.astype(np.float32) / np.float32(255.0)
   if arr.dtype == np.uint16:
@@ -108,7 +108,7 @@ def read_label(path) -> np.ndarray:
     LabelValueError: naming the file and the values found, for other values.
     ImageReadError: if the file cannot be read.
   """
-  arr = _raw_array(path)
+  arr = raw_array(path)
   values = np.unique(arr)
   vset = set(values.tolist())
   if vset <= {0, 1}:

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cosnet_jax import compilation, models
+from cosnet_jax import biomarkers, compilation, models
 from cosnet_jax.data import pipeline
 from cosnet_jax.data.preprocess import preprocess
 from cosnet_jax.errors import UserError
@@ -34,6 +34,11 @@ from cosnet_jax.inference import tiling
 from cosnet_jax.inference import trained as trained_lib
 from cosnet_jax.inference import tta as tta_lib
 from cosnet_jax.models.formulation import formulation
+
+
+# Input spacings within this factor of the model's are resampled; further off is
+# a mistaken spacing or field of view more likely than a real scan.
+MAX_RESAMPLING = 4.0
 
 
 def input_spacing(width: int, spacing_um: float | None = None,
@@ -120,7 +125,20 @@ class Segmenter:
     if not self.spacing_um:
       raise UserError(f'{self.trained.source}: the model does not know the spacing it was '
                       'trained at, so an input spacing cannot be used')
-    return spacing / self.spacing_um
+    factor = spacing / self.spacing_um
+    if not MAX_RESAMPLING ** -1 <= factor <= MAX_RESAMPLING:
+      raise UserError(
+          f'input spacing {spacing:.4g} um per pixel: the model was trained at '
+          f'{self.spacing_um:.4g} um per pixel, and a {factor:.3g}x resampling is beyond '
+          f'what it was checked at ({1 / MAX_RESAMPLING:g}x-{MAX_RESAMPLING:g}x): check '
+          '--spacing_um / --fov_mm')
+    return factor
+
+  def measure(self, mask: np.ndarray, spacing_um: float | None = None, *,
+              roi_mm: tuple[float, ...] | None = None) -> dict[str, float]:
+    """The vessel biomarkers of a mask (biomarkers.measure): e.g. of
+    `self(image)[1]` at the input's spacing (not the model's)."""
+    return biomarkers.measure(mask, spacing_um, roi_mm=roi_mm)
 
   def probabilities(self, image: Any, *, spacing_um: float | None = None,
                     fov_mm: float | None = None) -> np.ndarray:
