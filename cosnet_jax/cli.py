@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import errno
 import inspect
+import os
 import re
 import sys
 import textwrap
@@ -195,6 +196,10 @@ def run(main: Callable[[list[str]], None], define_flags: Callable[[], None] | No
       main(args)
     except UserError as e:
       print_error(e, flags.FLAGS.traceback)
+      if e.exit_at_once:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_USER_ERROR)   # pylint: disable=protected-access
       sys.exit(EXIT_USER_ERROR)
     except OSError as e:
       if e.errno not in PLACE_ERRNOS:

@@ -9,6 +9,9 @@ config key; further lines (if any) are details.
 
 class UserError(Exception):
   """Bad input: a missing or malformed file, folder, flag or config value."""
+  # True: the command exits right after the message, skipping interpreter
+  # shutdown (where the failed work's background threads would still print).
+  exit_at_once = False
 
 
 class ConfigError(UserError, ValueError):

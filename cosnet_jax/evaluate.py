@@ -16,9 +16,10 @@ WORKDIR/eval/<dataset>-<split>[-tta_<mode>]/, or ./eval/<model>/... for a model)
 """
 import pathlib
 
-from absl import flags
+from absl import flags, logging
 
-from cosnet_jax import cli
+from cosnet_jax import cli, places
+from cosnet_jax.data import source as source_lib
 from cosnet_jax.errors import UserError
 from cosnet_jax.inference import evaluate_split
 from cosnet_jax.inference import trained as trained_lib
@@ -49,13 +50,23 @@ def run(source: str, *, split=None, checkpoint='best', dataset=None, data_root=N
   """Evaluates `source` (workdir / model file / name); see evaluate_split.evaluate."""
   trained = trained_lib.load(source, checkpoint)
   data_cfg = evaluate_split.dataset_config(trained, dataset, data_root, spacing_um)
-  split = split or data_cfg.test_split
+  if split is None:
+    split = data_cfg.test_split
+    if not source_lib.has_split(data_cfg, split) and source_lib.has_split(
+        data_cfg, data_cfg.val_split):
+      # As the run's final report did: a dataset without a test split reports on val.
+      logging.warning('%s has no %r split: evaluating %r (the split used for selection)',
+                      data_cfg.name, split, data_cfg.val_split)
+      split = data_cfg.val_split
   tta_mode = tta if tta is not None else trained.config.eval.tta
   name = evaluate_split.report_name(data_cfg, split, tta_mode)
   if out is None:   # a workdir's own eval/ folder, else ./eval/<model>/
     base = (pathlib.Path(source) / 'eval' if pathlib.Path(source).is_dir() else
             pathlib.Path('eval') / pathlib.Path(str(source)).name.replace('.cosnet', ''))
     out = base / name
+  out = places.writable_folder(out, '--out')
+  if (out / 'metrics.json').is_file():
+    logging.warning('replacing the report in %s', out)
   result = evaluate_split.evaluate(trained, data_cfg, split, out, threshold=threshold,
                                    batch_size=batch_size, overlays=overlays, tta=tta_mode)
   result['steps'] = trained.meta.get('steps')

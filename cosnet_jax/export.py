@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from cosnet_jax import cli
+from cosnet_jax import cli, places
 from cosnet_jax.data import mixture
 from cosnet_jax.errors import UserError
 from cosnet_jax.inference import trained as trained_lib
@@ -49,6 +49,10 @@ def _checkpoint_bytes(workdir: pathlib.Path) -> int:
 def export(workdir, out, checkpoint='best', description: str = '') -> dict:
   """Exports the run in `workdir` to the model file `out`; returns sizes and the path."""
   workdir = pathlib.Path(workdir)
+  out = pathlib.Path(out)
+  if out.suffix != '.cosnet':
+    out = out.with_name(out.name + '.cosnet')
+  places.writable_file(out, '--out')
   trained = trained_lib.from_workdir(workdir, checkpoint)
   c = trained.config
   training = []
@@ -65,9 +69,6 @@ def export(workdir, out, checkpoint='best', description: str = '') -> dict:
   meta = {'description': description, 'training_data': training, 'selected': best,
           'reports': _reports(workdir),
           'splits': json.loads(splits.read_text()) if splits.is_file() else None}
-  out = pathlib.Path(out)
-  if out.suffix != '.cosnet':
-    out = out.with_name(out.name + '.cosnet')
   out.parent.mkdir(parents=True, exist_ok=True)
   sizes = trained_lib.export(trained, out, meta)
   params = int(sum(np.asarray(x).nbytes for tree in

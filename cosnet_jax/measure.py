@@ -94,7 +94,8 @@ def write_table(rows: list[dict], csv_path: str | pathlib.Path, *, spacing_given
   columns = ['image', 'spacing_um'] + biomarkers.column_names(1.0 if spacing_given else None)
   csv_path.parent.mkdir(parents=True, exist_ok=True)
   lines = [','.join(columns)] + [','.join(_cell(r.get(c)) for c in columns) for r in rows]
-  csv_path.write_text('\n'.join(lines) + '\n')
+  with places.naming(csv_path):
+    csv_path.write_text('\n'.join(lines) + '\n')
   summary = {}
   for c in columns[2:]:
     v = np.array([r[c] for r in rows], np.float64)
@@ -107,7 +108,8 @@ def write_table(rows: list[dict], csv_path: str | pathlib.Path, *, spacing_given
            'source': source, 'definitions': 'docs/biomarkers.md',
            'images': [nan_to_none(r) for r in rows], 'summary': summary}
   json_path = csv_path.with_suffix('.json')
-  json_path.write_text(json.dumps(table, indent=1) + '\n')
+  with places.naming(json_path):
+    json_path.write_text(json.dumps(table, indent=1) + '\n')
   return json_path
 
 

@@ -7,8 +7,12 @@ creates anything. `what` names the flag or field in the message.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import shutil
+
+from absl import logging
 
 from cosnet_jax.errors import UserError
 
@@ -49,3 +53,30 @@ def _read_only(path: pathlib.Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
   except OSError:
     return False
+
+
+# Below this much free space a training run says so at its start (a paper-size
+# run's checkpoints take about 2 GB; the CPU model's 40 MB).
+LOW_SPACE_BYTES = 2 * 1024 ** 3
+
+
+def warn_if_little_space(path: str | os.PathLike) -> None:
+  """One warning line when the file system of `path` has little space left."""
+  try:
+    free = shutil.disk_usage(path).free
+  except OSError:
+    return
+  if free < LOW_SPACE_BYTES:
+    logging.warning('only %.0f MB free on the file system of %s: checkpoints may not fit',
+                    free / 1e6, path)
+
+
+@contextlib.contextmanager
+def naming(path: str | os.PathLike):
+  """An OSError raised inside (a full disk while writing, say) names `path`."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename is None and e.errno is not None:
+      raise OSError(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from e
+    raise

@@ -53,9 +53,12 @@ def write_outputs(out_dir: pathlib.Path, name: str, image, prob, mask) -> None:
   """<name>_mask.png, _prob.png, _overlay.png under out_dir (name may hold subfolders)."""
   base = out_dir / name
   base.parent.mkdir(parents=True, exist_ok=True)
-  report.save_mask_png(base.with_name(base.name + '_mask.png'), mask)
-  report.save_probability_png(base.with_name(base.name + '_prob.png'), prob)
-  report.save_overlay(base.with_name(base.name + '_overlay.png'), image, mask)
+  for suffix, save, args in (('_mask.png', report.save_mask_png, (mask,)),
+                             ('_prob.png', report.save_probability_png, (prob,)),
+                             ('_overlay.png', report.save_overlay, (image, mask))):
+    path = base.with_name(base.name + suffix)
+    with places.naming(path):
+      save(path, *args)
 
 
 def predict_files(segmenter, found: inputs.Inputs, out_dir: pathlib.Path, threshold,

@@ -62,10 +62,12 @@ def test_no_import_cycle_among_the_package_modules():
 
 
 # What train/ may use of inference/ and evaluation/: validation and the final
-# report; a trained model's weights for model.init_from; eval.tta's mode names.
+# report; a trained model's weights for model.init_from; the names of eval.tta
+# modes and metrics.
 TRAIN_TO_INFERENCE = {'cosnet_jax.train.validation': None,
                       'cosnet_jax.train.loop': {'cosnet_jax.inference.trained'},
-                      'cosnet_jax.train.config_checks': {'cosnet_jax.inference.tta'}}
+                      'cosnet_jax.train.config_checks': {'cosnet_jax.inference.tta',
+                                                         'cosnet_jax.evaluation.metrics'}}
 
 
 def test_evaluation_is_numpy_and_training_reaches_inference_in_few_places():

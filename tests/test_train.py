@@ -178,7 +178,7 @@ def test_sigterm_saves_a_checkpoint_before_exiting(full_run, data_cache, tmp_pat
   config.optimizer.learning_rate = 3e-3
   config.refine.num_steps = 0
   config.eval.final_split = ''
-  with pytest.raises(KeyboardInterrupt, match=r'stopped by a signal \(step 2\)'):
+  with pytest.raises(KeyboardInterrupt, match=r'stopped by SIGTERM \(step 2\)'):
     loop.train_and_evaluate(config, str(tmp_path), _stage1_with(signal_after_step_2))
   latest = pathlib.Path(tmp_path) / 'checkpoints' / 'stage1' / 'latest'
   assert sorted(p.name for p in latest.iterdir() if p.name.isdigit()) == ['2']

@@ -68,6 +68,10 @@ def test_every_data_and_config_error_is_one_line(tmp_path):
                 ['config.model.name', 'cosnet_huge']))
   cases.append(([f'--config.data.root={good}', '--config.data.name=octa_folders'],
                 ['octa_folders', 'config.data.name']))
+  cases.append(([f'--config.data.root={good}', '--config.train.num_steps=abc'],
+                ['--config.train.num_steps=abc', 'int']))
+  cases.append(([f'--config.data.root={good}', '--config.data.crop_size=-32'],
+                ['config.data.crop_size=-32']))
   for args, needles in cases:
     r = _main(tmp_path, work, *args)
     _one_line_error(r, *needles)
@@ -116,6 +120,15 @@ def test_failed_start_then_train_only_folder_then_reruns(tmp_path):
   _one_line_error(r, 'config.model.embed_dim', 'saved 8', 'now 16')
   after = {p: p.stat().st_mtime_ns for p in work.rglob('*') if p.is_file()}
   assert before == after
+  # cosnet-evaluate on the run: the split its report used (val, there is no
+  # test), and a line saying it replaces that report.
+  r = subprocess.run([sys.executable, '-m', 'cosnet_jax.evaluate', f'--workdir={work}',
+                      '--nooverlays'], cwd=tmp_path, capture_output=True, text=True,
+                     timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                           JAX_PLATFORMS='cpu'))
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "no 'test' split: evaluating 'val'" in r.stderr
+  assert 'replacing the report in' in r.stderr and 'octa_folder-val' in r.stdout
 
 
 def test_verify_lists_every_problem_and_summarises_a_clean_folder(tmp_path):

@@ -12,6 +12,7 @@ from cosnet_jax import compilation
 from cosnet_jax import config as config_lib
 from cosnet_jax.contrast.config import check_contrast_config
 from cosnet_jax.errors import ConfigError
+from cosnet_jax.evaluation.metrics import SUMMARY_METRICS
 from cosnet_jax.inference import tta as tta_lib
 from cosnet_jax.models.config import resolve_model_config
 from cosnet_jax.models.formulation import formulation
@@ -57,14 +58,79 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if not 0.0 < t < 1.0:
       raise ConfigError(f"config.eval.threshold={config.eval.threshold!r}: expected 'otsu' "
                         'or a number in (0, 1)')
-  lo, hi = (float(v) for v in config.data.scale_range)
-  if not 0 < lo <= hi:
-    raise ConfigError(f'config.data.scale_range=({lo}, {hi}): expected 0 < lo <= hi')
-  if config.data.reader not in ('files', 'tfds'):
-    raise ConfigError(f"config.data.reader={config.data.reader!r}: expected 'files' or 'tfds'")
-  for key in ('log_every', 'eval_every', 'checkpoint_every'):
-    if int(config.train[key]) < 1:
-      raise ConfigError(f'config.train.{key}={config.train[key]}: expected >= 1')
+  _check_ranges(config)
+
+
+def _need(ok: bool, key: str, value, expected: str) -> None:
+  if not ok:
+    raise ConfigError(f'config.{key}={value!r}: expected {expected}')
+
+
+def _pair(value) -> tuple[float, float]:
+  lo, hi = (float(v) for v in value)
+  return lo, hi
+
+
+def _check_ranges(config) -> None:
+  """Fields whose wrong value would otherwise silently change what a run does."""
+  d, t, r = config.data, config.train, config.refine
+  _need(isinstance(d.crop_size, int) and d.crop_size >= 0, 'data.crop_size', d.crop_size,
+        'an int >= 0 (0 = whole images)')
+  _need(d.pad_multiple >= 32 and d.pad_multiple % 32 == 0, 'data.pad_multiple',
+        d.pad_multiple, 'a positive multiple of 32 (the network downsamples 32x)')
+  for key in ('crop_vessel_prob', 'augment.blur_prob', 'augment.noise_prob',
+              'augment.stripes_prob', 'augment.lowres_prob'):
+    value = d[key.split('.')[0]][key.split('.')[1]] if '.' in key else d[key]
+    _need(0.0 <= value <= 1.0, f'data.{key}', value, 'a probability in [0, 1]')
+  _need(0.0 <= d.holdout_fraction < 1.0, 'data.holdout_fraction', d.holdout_fraction,
+        'a fraction in [0, 1) (0 = no hold-out)')
+  _need(0.0 <= d.intensity_jitter < 1.0, 'data.intensity_jitter', d.intensity_jitter,
+        'a value in [0, 1)')
+  _need(0.0 <= d.rotation_deg <= 180.0, 'data.rotation_deg', d.rotation_deg, 'degrees in [0, 180]')
+  _need(d.augment.gamma >= 0, 'data.augment.gamma', d.augment.gamma, '>= 0')
+  for key in ('blur_sigma', 'noise_std'):
+    lo, hi = _pair(d.augment[key])
+    _need(0 <= lo <= hi, f'data.augment.{key}', d.augment[key], '(lo, hi) with 0 <= lo <= hi')
+  lo, hi = _pair(d.augment.lowres_factor)
+  _need(1 <= lo <= hi, 'data.augment.lowres_factor', d.augment.lowres_factor,
+        '(lo, hi) with 1 <= lo <= hi')
+  _need(d.augment.stripes_max >= 1, 'data.augment.stripes_max', d.augment.stripes_max, '>= 1')
+  lo, hi = _pair(d.scale_range)
+  _need(0 < lo <= hi, 'data.scale_range', d.scale_range, '(lo, hi) with 0 < lo <= hi')
+  for key in ('spacing_um', 'target_spacing_um'):
+    _need(d[key] >= 0, f'data.{key}', d[key], 'micrometres per pixel >= 0 (0 = unknown / off)')
+  _need(d.clahe_clip_limit > 0, 'data.clahe_clip_limit', d.clahe_clip_limit, '> 0')
+  _need(d.clahe_tile_grid >= 1, 'data.clahe_tile_grid', d.clahe_tile_grid, '>= 1')
+  _need(d.num_workers >= 1, 'data.num_workers', d.num_workers, '>= 1')
+  _need(d.prefetch >= 0, 'data.prefetch', d.prefetch, '>= 0 (0 = none)')
+  if d.name == 'synthetic_octa':
+    _need(d.synthetic.size >= 32, 'data.synthetic.size', d.synthetic.size, '>= 32 pixels')
+    for key in ('num_train', 'num_val', 'num_test'):
+      _need(d.synthetic[key] >= 0, f'data.synthetic.{key}', d.synthetic[key], '>= 0')
+  for key, sec in (('train', t), ('refine', r)):
+    _need(sec.num_steps > 0 or (sec.num_steps in (-1, 0) and sec.num_epochs > 0)
+          or (key == 'refine' and sec.num_steps == 0), f'{key}.num_steps', sec.num_steps,
+          '> 0, or -1 with num_epochs > 0' + (' (0 skips stage 2)' if key == 'refine' else ''))
+  for key in ('max_steps_per_run',):
+    _need(t[key] == -1 or t[key] > 0, f'train.{key}', t[key], '-1 (off) or > 0')
+  _need(t.time_budget_s == -1 or t.time_budget_s > 0, 'train.time_budget_s', t.time_budget_s,
+        '-1 (off) or seconds > 0')
+  for section in ('optimizer', 'refine.optimizer'):
+    o = config.optimizer if section == 'optimizer' else config.refine.optimizer
+    for key in ('weight_decay', 'poly_power', 'grad_clip_norm'):
+      _need(o[key] >= 0, f'{section}.{key}', o[key], '>= 0')
+    _need(o.warmup_steps >= 0, f'{section}.warmup_steps', o.warmup_steps, '>= 0')
+  m = r.model
+  _need(len(m.channels) == 2 and all(c >= 1 for c in m.channels), 'refine.model.channels',
+        m.channels, 'two widths >= 1')
+  _need(m.neighbourhood >= 1 and m.neighbourhood % 2 == 1, 'refine.model.neighbourhood',
+        m.neighbourhood, 'an odd size >= 1')
+  _need(m.init_std > 0, 'refine.model.init_std', m.init_std, '> 0')
+  e = config.eval
+  _need(e.batch_size >= 1, 'eval.batch_size', e.batch_size, '>= 1')
+  _need(e.tolerance >= 0, 'eval.tolerance', e.tolerance, 'pixels >= 0')
+  _need(e.select_metric in SUMMARY_METRICS, 'eval.select_metric', e.select_metric,
+        f'one of {", ".join(SUMMARY_METRICS)}')
 
 
 def _get(cfg: Any, dotted: str) -> Any:

@@ -5,6 +5,7 @@ last good checkpoint kept), and the same command resumes it.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 
@@ -20,15 +21,35 @@ class RunSliceDone(Exception):
 
 
 class StopFlag:
-  """Set by SIGTERM / SIGINT; the loop checkpoints and returns."""
+  """Set by SIGTERM / SIGINT; the loop checkpoints and stops after the step.
+
+  Inside `immediate(...)` (work with nothing to checkpoint, such as the final
+  report) a signal stops the process at once instead, with the reason.
+  """
 
   def __init__(self):
     self.requested = False
     self.signal = None
     self._previous = {}
+    self._during = None
+
+  @property
+  def signal_name(self) -> str:
+    return signal.Signals(self.signal).name if self.signal else 'a signal'
+
+  @contextlib.contextmanager
+  def immediate(self, during: str):
+    """Within the block, a signal raises KeyboardInterrupt naming it and `during`."""
+    if self.requested:
+      raise KeyboardInterrupt(f'stopped by {self.signal_name} before {during}')
+    self._during = during
+    try:
+      yield
+    finally:
+      self._during = None
 
   def install(self):
-    self.requested, self.signal = False, None
+    self.requested, self.signal, self._during = False, None, None
     for sig in (signal.SIGTERM, signal.SIGINT):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
@@ -42,8 +63,10 @@ class StopFlag:
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning('%s: saving a checkpoint and stopping', signal.Signals(signum).name)
     self.requested, self.signal = True, signum
+    if self._during is not None:
+      raise KeyboardInterrupt(f'stopped by {self.signal_name} during {self._during}')
+    logging.warning('%s: saving a checkpoint and stopping', self.signal_name)
 
 
 STOP = StopFlag()

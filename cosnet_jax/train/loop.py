@@ -31,12 +31,12 @@ from absl import logging
 
 from cosnet_jax import checkpoints as ckpt_lib
 from cosnet_jax import config as config_lib
-from cosnet_jax import models, sharding
+from cosnet_jax import models, places, sharding
 from cosnet_jax.data import pipeline
 from cosnet_jax.errors import ConfigError
 from cosnet_jax.inference import trained as trained_lib
 from cosnet_jax.models import summary
-from cosnet_jax.train import compiled, config_checks, progress, startup, validation
+from cosnet_jax.train import compiled, config_checks, progress, startup, validation, workdir_lock
 from cosnet_jax.train import state as state_lib
 from cosnet_jax.train import writer as writer_lib
 from cosnet_jax.train.interrupts import STOP, Clock, NonFiniteLossError, RunSliceDone
@@ -174,13 +174,20 @@ def run_stage(stage: Stage, config, plan: startup.Plan, mesh, writer, clock: Clo
   if stage.validate_start and start_step == 0:
     validate(0)
   try:
+    if STOP.requested:
+      stop_here(f'stopped by {STOP.signal_name}', KeyboardInterrupt)
     while step < stage.num_steps:
       batch = sharding.shard_batch(next(it), mesh)
+      if t_first is None:
+        logging.info('[%s] compiling the train step (the first step)', stage.name)
+        t_compile = time.time()
       state, metrics = stage.step_fn(state, batch)
       step += 1
       if t_first is None:    # the first step includes compilation: not in the ETA
         jax.block_until_ready(metrics)
         t_first, first_step = time.time(), step
+        logging.info('[%s] compiled and ran the first step in %.1f s', stage.name,
+                     t_first - t_compile)
       pending.append(metrics)
       log_images += stage.batch_size
       last = step == stage.num_steps
@@ -207,6 +214,8 @@ def run_stage(stage: Stage, config, plan: startup.Plan, mesh, writer, clock: Clo
         validate(step)
       if step % tcfg.checkpoint_every == 0 or last or STOP.requested:
         stage.ckpt.save_latest(step, state)
+      if STOP.requested:     # before `last`: a signal in the last step stops too
+        stop_here(f'stopped by {STOP.signal_name}', KeyboardInterrupt)
       if last:
         break
       if tcfg.max_steps_per_run > 0 and step - start_step >= tcfg.max_steps_per_run:
@@ -214,8 +223,6 @@ def run_stage(stage: Stage, config, plan: startup.Plan, mesh, writer, clock: Clo
                   '(train.max_steps_per_run)', RunSliceDone)
       if clock.out_of_time():
         stop_here(f'stopped after {clock.budget:.0f} s (train.time_budget_s)', RunSliceDone)
-      if STOP.requested:
-        stop_here('stopped by a signal', KeyboardInterrupt)
   finally:
     it.close()
   writer.flush()
@@ -239,13 +246,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
      'reports': every final report}.
   """
   clock = Clock(config.train.time_budget_s)
-  workdir = pathlib.Path(workdir).absolute()
-  plan = startup.plan(config)
+  # Where the run writes, checked before the data are decoded (nothing written yet).
+  workdir = places.writable_folder(workdir, 'workdir')
   if workdir.exists():
+    if jax.process_index() == 0:   # the primary's lock (the others start beside it)
+      workdir_lock.check_free(workdir)
     config_checks.check_resume_compatible(config, workdir)
+  plan = startup.plan(config)
   for note in plan.notes:
     logging.warning('%s', note)
   workdir.mkdir(parents=True, exist_ok=True)
+  lock = workdir_lock.WorkdirLock(workdir)
+  lock.acquire()
+  try:
+    places.warn_if_little_space(workdir)
+    return _train_and_evaluate(config, workdir, plan, builders, clock)
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path, plan: startup.Plan,
+                        builders: compiled.Builders, clock: Clock) -> dict:
+  """train_and_evaluate once the workdir is checked and held."""
   if jax.process_index() == 0:
     startup.write_run_files(config, workdir, plan)
   mesh = sharding.make_mesh()
@@ -261,16 +283,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # Stage 2 starts from the stage-1 checkpoint selected on validation.
     s1_selected, s1_step = stage1.ckpt.restore(s1_state, 'best')
     s1_vars = stage1_variables(s1_selected)
-    logging.info('[stage2] uses stage-1 checkpoint of step %d', s1_step)
     del s1_state
     result = {'stage1_step': s1_step}
     if config.refine.num_steps != 0:
+      logging.info('[stage2] uses stage-1 checkpoint of step %d', s1_step)
       stage2 = build_stage2(config, workdir, mesh, plan, s1_vars, builders)
       run_stage(stage2, config, plan, mesh, writer, clock)
+    # A signal during the final report stops it at once; the checkpoints are complete.
+    with STOP.immediate('the final evaluation; the training is complete: run the same '
+                        'command again to write the report'):
+      reports = validation.final_reports(config, workdir, plan)
   finally:
     STOP.uninstall()
-    writer.flush()
-  reports = validation.final_reports(config, workdir, plan)
+    writer.close()
   result['reports'] = reports
   result['final'] = reports[0] if reports else None
   return result

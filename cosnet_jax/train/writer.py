@@ -67,14 +67,12 @@ def create(workdir: pathlib.Path, process_index: int = 0) -> 'Writer':
   kind = 'clu'
   if events is None:
     try:
-      events = _TensorboardX(str(workdir))
-      kind = 'tensorboardX'
+      events, kind = _TensorboardX(str(workdir)), 'tensorboardX'
     except ImportError:
-      logging.warning('no TensorBoard event files: neither TensorFlow (clu) nor '
-                      'tensorboardX is installed (pip install tensorboardX); '
-                      'scalars go to history.jsonl only')
-      events, kind = _NoEvents(), 'none'
-  logging.info('TensorBoard event files: %s (tensorboard --logdir %s)', kind, workdir)
+      logging.warning('no TensorBoard event files (pip install tensorboardX for them); '
+                      'scalars go to %s/history.jsonl', workdir)
+      return Writer(workdir, _NoEvents())
+  logging.info('TensorBoard event files by %s: tensorboard --logdir %s', kind, workdir)
   return Writer(workdir, events)
 
 
