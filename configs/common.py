@@ -37,7 +37,10 @@ VARIANTS = dict(
     optimizer='',        # 'adam' | 'adamw'
     scale_aug=False,     # random isotropic rescaling in training (SCALE_AUG_RANGE)
     target_spacing=0.0,  # > 0: every image resampled to this spacing (um)
-    crop=0,              # > 0: the training crop (with target_spacing: the same anatomy)
+    crop=0,              # > 0: the training crop (pixels)
+    grid=0.0,            # > 1: an enlarged grid: every image resampled to spacing / grid,
+                         # the crop grown with it (the same anatomy, to the nearest 32 px)
+    hires=False,         # the encoder without the stem's max pool (model.stem_pool=False)
     intensity_aug='',    # '+'-joined: gamma, blur, noise, stripes, lowres, or 'all'
 )
 
@@ -177,5 +180,15 @@ def apply_variants(c: ml_collections.ConfigDict, v: ml_collections.ConfigDict) -
     c.data.target_spacing_um = v.target_spacing
   if v.crop > 0:
     c.data.crop_size = v.crop
+  if v.grid > 0:
+    spacing = c.data.target_spacing_um or c.data.spacing_um
+    if not spacing:
+      raise ConfigError('config argument grid needs the dataset\'s pixel spacing '
+                        '(config.data.spacing_um)')
+    c.data.target_spacing_um = spacing / v.grid
+    if c.data.crop_size > 0:
+      c.data.crop_size = int(c.data.crop_size * v.grid / 32 + 0.5) * 32
+  if v.hires:
+    c.model.stem_pool = False
   if v.intensity_aug:
     intensity_augmentations(c.data.augment, v.intensity_aug)
