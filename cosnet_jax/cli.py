@@ -128,6 +128,13 @@ def define_common_flags() -> None:
                       "$COSNET_COMPILATION_CACHE or $XDG_CACHE_HOME/cosnet_jax/xla, ~/.cache/...).")
 
 
+def define_spacing_flags() -> None:
+  """--spacing_um / --fov_mm of the commands that take images (predict, measure)."""
+  flags.DEFINE_float('spacing_um', None, "The images' pixel spacing in micrometres.")
+  flags.DEFINE_float('fov_mm', None, "The images' field of view in mm across their width "
+                     '(e.g. 3 or 6 for OCTA-500); sets the spacing of each image.')
+
+
 def help_text(doc: str, names: Sequence[str]) -> str:
   """The command's usage (its docstring) and its own flags with their help."""
   lines = [textwrap.dedent(doc or '').strip(), '', 'flags:']

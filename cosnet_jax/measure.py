@@ -141,9 +141,7 @@ def predict_outputs(found: inputs.Inputs) -> inputs.Inputs:
 def define_flags():
   flags.DEFINE_string('input', None, 'A mask (or scan, with --model) or a folder of them.')
   flags.DEFINE_string('output', None, 'The CSV to write (a .json beside it too).')
-  flags.DEFINE_float('spacing_um', None, "The images' pixel spacing in micrometres.")
-  flags.DEFINE_float('fov_mm', None, "The images' field of view in mm across their width "
-                     '(e.g. 3 or 6 for OCTA-500); sets the spacing per image.')
+  cli.define_spacing_flags()
   flags.DEFINE_string('model', None, 'Segment scans with this model first (a shipped name, '
                       'a .cosnet file or a workdir); without it the inputs are masks.')
   flags.DEFINE_string('threshold', None, "With --model: 'otsu' or a float in (0, 1) "

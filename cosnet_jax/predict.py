@@ -140,9 +140,7 @@ def define_flags():
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number (--workdir).")
   flags.DEFINE_string('threshold', None, "'otsu', '0.5' or any float in (0, 1) "
                       "(default: the model's, usually per-image Otsu).")
-  flags.DEFINE_float('spacing_um', None, "The images' pixel spacing in micrometres.")
-  flags.DEFINE_float('fov_mm', None, "The images' field of view in mm across their width "
-                     '(e.g. 3 or 6 for OCTA-500); sets the spacing.')
+  cli.define_spacing_flags()
   flags.DEFINE_string('tta', None, "Test-time augmentation: 'none', 'hflip', 'flips', "
                       "'flips_shifts' (default: the model's eval.tta).")
   flags.DEFINE_bool('recursive', False, 'Also segment the images in subfolders; the outputs '
