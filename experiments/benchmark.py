@@ -18,7 +18,7 @@ batch and crop size, in this process, on synthetic vessel-like batches:
 * infer_s: stage 1 + refinement on one 304x304 image (padded), batch 1.
 
 `--platform_reference` runs the plain layers and XLA's default options
-instead of the CPU formulations (platform.py), for A/B figures. The train
+instead of the CPU formulations (models/formulation.py), for A/B figures. The train
 step is the package's own (`cosnet_jax.train.steps.build_train_step`).
 """
 from __future__ import annotations
