@@ -63,7 +63,7 @@ def _reason(e: BaseException) -> str:
   code = re.search(r"os_error_code='?(\d+)", text)     # TensorStore's wording
   if code:
     return os.strerror(int(code.group(1)))
-  return text[:200] if text else type(cause).__name__
+  return (text if len(text) <= 160 else text[:157] + '...') if text else type(cause).__name__
 
 
 @contextlib.contextmanager
@@ -210,7 +210,8 @@ class StageCheckpoints:
         extra = f' (damaged ones kept aside in {damaged})' if damaged.is_dir() else ''
         raise CheckpointNotFoundError(f'no intact checkpoint: {e}{extra}') from None
       try:
-        return restore(mgr, step), step
+        with _stderr_kept_unless_failed():
+          return restore(mgr, step), step
       except Exception as e:  # pylint: disable=broad-except  (any damage orbax reports)
         if isinstance(which, int):
           raise CheckpointNotFoundError(
