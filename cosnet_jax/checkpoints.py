@@ -200,23 +200,48 @@ class StageCheckpoints:
     logging.warning('checkpoint %s is damaged (%s); kept aside as %s, restoring the one '
                     'before it', source, _reason(error), target)
 
+  def _candidates(self, which: str | int) -> list[tuple[ocp.CheckpointManager, int]]:
+    """The checkpoints `which` may fall back to, newest first ('best': the best
+    ones, then the latest ones; a step number: that step only)."""
+    if not isinstance(which, str):
+      return [self.resolve(which)]
+    managers = (self.best, self.latest) if which == 'best' else (self.latest,)
+    return [(mgr, step) for mgr in managers for step in sorted(mgr.all_steps(), reverse=True)]
+
   def _restore_intact(self, which: str | int, restore: Callable) -> tuple[Any, int]:
-    """restore(manager, step) of the newest intact checkpoint `which` resolves to."""
-    while True:
-      try:
-        mgr, step = self.resolve(which)
-      except FileNotFoundError as e:
-        damaged = self.directory / 'damaged'
-        extra = f' (damaged ones kept aside in {damaged})' if damaged.is_dir() else ''
-        raise CheckpointNotFoundError(f'no intact checkpoint: {e}{extra}') from None
+    """restore(manager, step) of the newest intact checkpoint `which` resolves to.
+
+    Those newer than it that fail are set aside as damaged. When none can be
+    read nothing is moved: all failing at once is a changed package or config
+    far more often than damage.
+    """
+    try:
+      candidates = self._candidates(which)
+      if not candidates:
+        self.resolve(which)   # raises, naming the folder
+    except FileNotFoundError as e:
+      damaged = self.directory / 'damaged'
+      extra = f' (damaged ones kept aside in {damaged})' if damaged.is_dir() else ''
+      raise CheckpointNotFoundError(f'no intact checkpoint: {e}{extra}') from None
+    failed = []
+    for mgr, step in candidates:
       try:
         with _stderr_kept_unless_failed():
-          return restore(mgr, step), step
+          result = restore(mgr, step)
       except Exception as e:  # pylint: disable=broad-except  (any damage orbax reports)
-        if isinstance(which, int):
+        if not isinstance(which, str):
           raise CheckpointNotFoundError(
               f'checkpoint {step} in {self.directory} cannot be read: {_reason(e)}') from None
-        self._set_aside(mgr, step, e)
+        failed.append((mgr, step, e))
+        continue
+      for mgr_failed, step_failed, error in failed:
+        self._set_aside(mgr_failed, step_failed, error)
+      return result, step
+    _, step, error = failed[0]
+    raise CheckpointNotFoundError(
+        f'no intact checkpoint in {self.directory}: none of its {len(failed)} can be read '
+        f'(step {step}: {_reason(error)}); none was moved: if the package or the run\'s '
+        'config changed since they were written, restore with the version that wrote them')
 
   def restore(self, target: Any, which: str | int = 'latest') -> tuple[Any, int]:
     """Restores onto `target` (a state with the right shapes and shardings)."""
