@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import jax
 import numpy as np
@@ -261,6 +262,21 @@ def test_a_signal_during_the_final_report_stops_with_the_reason():
         os.kill(os.getpid(), signal.SIGINT)
         for _ in range(10 ** 6):   # the handler raises between bytecodes
           pass
+  finally:
+    STOP.uninstall()
+
+
+def test_a_signal_whose_raise_a_callback_drops_still_stops_the_report(monkeypatch):
+  dropped = []
+  monkeypatch.setattr(sys, 'unraisablehook', lambda u: dropped.append(u.exc_type))
+  STOP.install()
+  try:
+    with pytest.raises(KeyboardInterrupt, match='stopped by SIGINT during the report'):
+      with STOP.immediate('the report'):
+        holder = type('Holder', (), {})()
+        weakref.finalize(holder, signal.raise_signal, signal.SIGINT)
+        del holder   # the handler runs in the finalizer, whose exception Python drops
+        assert dropped == [KeyboardInterrupt]
   finally:
     STOP.uninstall()
 

@@ -47,6 +47,10 @@ class StopFlag:
       yield
     finally:
       self._during = None
+    # The handler's raise is lost where it lands in a callback (a gc or weakref
+    # one: 'Exception ignored'); the flag it set is not, so stop here.
+    if self.requested:
+      raise KeyboardInterrupt(f'stopped by {self.signal_name} during {during}')
 
   def install(self):
     self.requested, self.signal, self._during = False, None, None
