@@ -3,6 +3,7 @@ r"""The README tables from the committed results (experiments/results/).
   python experiments/tables.py                   # every table, markdown
   python experiments/tables.py octa500_3m_6000   # one
   python experiments/tables.py octa_general      # rows of the mixture, every held-out set
+  python experiments/tables.py octa_general_all  # the same, every public training set
   python experiments/tables.py rossa_alone       # ROSSA alone, the same held-out sets
 
 Each results/<table>/<row>-s<seed>/ holds a run's final report (metrics.json:
